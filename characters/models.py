@@ -1,0 +1,191 @@
+"""Characters (Personaje), their instances (Instancia), conversations and memory history."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+LANGUAGE_VALIDATOR = RegexValidator(
+    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a language tag such as 'es', 'en' or 'es-MX'."
+)
+INSTANCE_NAME_VALIDATOR = RegexValidator(
+    r"^\w[\w.-]{0,63}$",
+    "Use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (no spaces).",
+)
+
+
+def validate_memory_length(value: str) -> None:
+    limit = settings.MEMORY_MAX_CHARS
+    if len(value) > limit:
+        raise ValidationError(
+            f"Memory is {len(value)} characters; the limit is {limit}.", code="max_length"
+        )
+
+
+def validate_description_length(value: str) -> None:
+    limit = settings.DESCRIPTION_MAX_CHARS
+    if len(value) > limit:
+        raise ValidationError(
+            f"Description is {len(value)} characters; the limit is {limit}.", code="max_length"
+        )
+
+
+def validate_voices(value: object) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in value.items()
+    ):
+        raise ValidationError("Voices map an engine name to a voice name, e.g. {'edge': '…'}.")
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Character(TimestampedModel):
+    """A character: its personality (description), language, voice and model settings."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="characters"
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(
+        validators=[validate_description_length], help_text="The character's personality."
+    )
+    language = models.CharField(max_length=20, default="en", validators=[LANGUAGE_VALIDATOR])
+    greeting = models.TextField(blank=True, max_length=1000)
+    voices = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_voices],
+        help_text='TTS voice per engine, e.g. {"edge": "es-ES-AlvaroNeural", "espeak": "es"}.',
+    )
+    model_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Chat model for this character; blank uses the default.",
+    )
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(8192)]
+    )
+
+    class Meta:
+        ordering = ["name", "created_at"]
+        indexes = [models.Index(fields=["owner", "name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CharacterInstance(TimestampedModel):
+    """A variation of a character with its own unique name and its own memory."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="character_instances"
+    )
+    # PROTECT: deleting a character that still has instances is refused (HTTP 409), so an
+    # instance's memory is never lost as a side effect.
+    character = models.ForeignKey(Character, on_delete=models.PROTECT, related_name="instances")
+    name = models.CharField(max_length=64, validators=[INSTANCE_NAME_VALIDATOR])
+    memory = models.TextField(blank=True, default="", validators=[validate_memory_length])
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="unique_instance_name_ci"),
+        ]
+        verbose_name = "instance"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MemoryRevision(models.Model):
+    """The text an instance's memory held before a change: memory is never lost."""
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        CONSOLIDATION = "consolidation", "Consolidation"
+        RESTORE = "restore", "Restore"
+        SYSTEM = "system", "System"
+
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(
+        CharacterInstance, on_delete=models.CASCADE, related_name="memory_revisions"
+    )
+    text = models.TextField(blank=True, help_text="The memory as it was before this change.")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.instance} memory before {self.created_at:%Y-%m-%d %H:%M} ({self.source})"
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instance = models.ForeignKey(
+        CharacterInstance, on_delete=models.CASCADE, related_name="conversations"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    channel = models.CharField(max_length=20, default="api", help_text="api, ws, cli…")
+    summary = models.TextField(blank=True, help_text="Rolling summary of older turns.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.instance} · {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    interrupted = models.BooleanField(default=False, help_text="Cut short by the user or a cancel.")
+    error = models.CharField(max_length=200, blank=True, help_text="Why a reply failed, if it did.")
+    model = models.CharField(max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Per-turn latency figures (ms).")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"

@@ -1,0 +1,125 @@
+"""Pydantic schemas for the characters API: what goes in and what comes out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from ninja import Schema
+from pydantic import Field
+
+NAME = Field(min_length=1, max_length=100)
+INSTANCE_NAME = Field(min_length=1, max_length=64, examples=["luna"])
+
+
+class CharacterIn(Schema):
+    name: str = NAME
+    description: str = Field(min_length=1, description="The character's personality.")
+    language: str = Field("en", min_length=2, max_length=20, examples=["es", "en"])
+    greeting: str = Field("", max_length=1000)
+    voices: dict[str, str] = Field(default_factory=dict, examples=[{"edge": "es-ES-AlvaroNeural"}])
+    model_name: str = Field("", max_length=200)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class CharacterPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, min_length=1)
+    language: str | None = Field(None, min_length=2, max_length=20)
+    greeting: str | None = Field(None, max_length=1000)
+    voices: dict[str, str] | None = None
+    model_name: str | None = Field(None, max_length=200)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class CharacterOut(Schema):
+    id: UUID
+    name: str
+    description: str
+    language: str
+    greeting: str
+    voices: dict[str, str]
+    model_name: str
+    temperature: float | None
+    max_tokens: int | None
+    owner: str = Field(alias="owner.username")
+    instance_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class InstanceIn(Schema):
+    name: str = INSTANCE_NAME
+    character_id: UUID
+    memory: str = ""
+
+
+class InstancePatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    character_id: UUID | None = None
+    memory: str | None = None
+
+
+class InstanceOut(Schema):
+    id: UUID
+    name: str
+    character_id: UUID
+    character_name: str = Field(alias="character.name")
+    language: str = Field(alias="character.language")
+    memory: str
+    owner: str = Field(alias="owner.username")
+    created_at: datetime
+    updated_at: datetime
+
+
+class MemoryIn(Schema):
+    text: str
+    note: str = Field("", max_length=200)
+
+
+class MemoryOut(Schema):
+    instance_id: UUID
+    text: str
+    chars: int
+    limit: int
+    updated_at: datetime
+
+
+class MemoryRevisionOut(Schema):
+    id: int
+    text: str
+    source: str
+    author: str | None
+    note: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_author(obj) -> str | None:
+        return obj.author.username if obj.author else None
+
+
+class ConversationOut(Schema):
+    id: UUID
+    instance_id: UUID
+    instance_name: str = Field(alias="instance.name")
+    channel: str
+    summary: str
+    started_at: datetime
+    ended_at: datetime | None
+    message_count: int = 0
+
+
+class MessageOut(Schema):
+    id: UUID
+    conversation_id: UUID
+    role: str
+    text: str
+    created_at: datetime
+    interrupted: bool
+    error: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    timings: dict

@@ -1,0 +1,67 @@
+"""Reads: every query a caller may see goes through here, scoped to its owner."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, QuerySet
+
+from .models import Character, CharacterInstance, Conversation, MemoryRevision, Message
+
+
+def _scoped(queryset: QuerySet, user: AbstractBaseUser) -> QuerySet:
+    """Owners see their own rows; staff see everything."""
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def character_list(*, user: AbstractBaseUser, language: str = "", q: str = "") -> QuerySet:
+    qs = _scoped(Character.objects.all(), user).annotate(instance_count=Count("instances"))
+    if language:
+        qs = qs.filter(language__iexact=language)
+    if q:
+        qs = qs.filter(name__icontains=q)
+    return qs
+
+
+def character_get(*, user: AbstractBaseUser, character_id) -> Character:
+    """Raises Character.DoesNotExist when absent or not the caller's (never reveals which)."""
+    return character_list(user=user).get(pk=character_id)
+
+
+def instance_list(
+    *, user: AbstractBaseUser, character_id=None, q: str = ""
+) -> QuerySet[CharacterInstance]:
+    qs = _scoped(CharacterInstance.objects.select_related("character"), user)
+    if character_id:
+        qs = qs.filter(character_id=character_id)
+    if q:
+        qs = qs.filter(name__icontains=q)
+    return qs
+
+
+def instance_get(*, user: AbstractBaseUser, instance_id) -> CharacterInstance:
+    return instance_list(user=user).get(pk=instance_id)
+
+
+def instance_get_by_name(*, user: AbstractBaseUser, name: str) -> CharacterInstance:
+    return instance_list(user=user).get(name__iexact=name)
+
+
+def memory_revision_list(*, instance: CharacterInstance) -> QuerySet[MemoryRevision]:
+    return instance.memory_revisions.select_related("author")
+
+
+def conversation_list(*, user: AbstractBaseUser, instance_id=None) -> QuerySet[Conversation]:
+    qs = _scoped(Conversation.objects.select_related("instance"), user).annotate(
+        message_count=Count("messages")
+    )
+    if instance_id:
+        qs = qs.filter(instance_id=instance_id)
+    return qs
+
+
+def conversation_get(*, user: AbstractBaseUser, conversation_id) -> Conversation:
+    return conversation_list(user=user).get(pk=conversation_id)
+
+
+def message_list(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.all()

@@ -1,0 +1,25 @@
+"""`/ws/ping/`: an authenticated connectivity check (clients test their token and origin)."""
+
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from consumers.auth import accepted_subprotocol
+
+CLOSE_UNAUTHORIZED = 4401
+
+
+class PingConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        await self.send_json({"type": "hello", "user": user.get_username()})
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json({"type": "error", "code": "unknown_type", "fatal": False})

@@ -1,0 +1,119 @@
+"""The REST API: one NinjaAPI with every router, token/session auth and JSON errors.
+
+Errors always look like `{"detail": "...", "code": "...", "errors": [{"field", "message"}]}`.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from accounts.auth import api_auth
+from characters.api import router as characters_router
+from characters.services import InUse, NameTaken
+
+api = NinjaAPI(
+    title="Voz API",
+    version="1",
+    description="Characters, instances, memory and conversations for the Voz voice server.",
+    auth=api_auth,
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+api.add_router("/", characters_router)
+
+
+def error_response(
+    request: HttpRequest,
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+) -> HttpResponse:
+    body: dict = {"detail": detail, "code": code}
+    if errors:
+        body["errors"] = errors
+    response = api.create_response(request, body, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="voz"'
+    return response
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(
+        request,
+        401,
+        "unauthorized",
+        "Authentication required: send 'Authorization: Bearer <token>' or sign in.",
+    )
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def on_not_found(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
+    return error_response(request, 404, "not_found", _not_found_message(exc))
+
+
+@api.exception_handler(Http404)
+def on_http404(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, "not_found", "Not found.")
+
+
+@api.exception_handler(NameTaken)
+def on_name_taken(request: HttpRequest, exc: NameTaken) -> HttpResponse:
+    return error_response(
+        request, 409, "name_taken", str(exc), [{"field": "name", "message": str(exc)}]
+    )
+
+
+@api.exception_handler(InUse)
+def on_in_use(request: HttpRequest, exc: InUse) -> HttpResponse:
+    return error_response(request, 409, "in_use", str(exc))
+
+
+@api.exception_handler(ValidationError)
+def on_model_validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    if hasattr(exc, "error_dict"):
+        errors = [
+            {"field": field, "message": message}
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    else:
+        errors = [{"field": "", "message": message} for message in exc.messages]
+    return error_response(request, 422, "validation_error", _summary(errors), errors)
+
+
+@api.exception_handler(NinjaValidationError)
+def on_schema_validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    errors = []
+    for error in exc.errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "payload")]
+        field = ".".join(location[1:] if location[:1] in (["query"], ["path"]) else location)
+        errors.append({"field": field, "message": error.get("msg", "Invalid value.")})
+    return error_response(request, 422, "validation_error", _summary(errors), errors)
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = {400: "bad_request", 413: "too_large", 429: "rate_limited"}.get(exc.status_code, "error")
+    return error_response(request, exc.status_code, code, str(exc.message))
+
+
+def _not_found_message(exc: ObjectDoesNotExist) -> str:
+    owner = type(exc).__qualname__.partition(".")[0]  # e.g. "CharacterInstance.DoesNotExist"
+    readable = {"CharacterInstance": "Instance", "MemoryRevision": "Memory revision"}
+    return f"{readable.get(owner, owner or 'Object')} not found."
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    if not errors:
+        return "Invalid input."
+    first = errors[0]
+    prefix = f"{first['field']}: " if first["field"] else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{prefix}{first['message']}{more}"

@@ -1,0 +1,22 @@
+"""The whole ASGI entry on one screen: HTTP to Django, WebSockets through origin and auth checks."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
+django_asgi_app = get_asgi_application()  # Loads settings and apps before anything imports models.
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from consumers.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": WebSocketOriginValidator(
+            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,51 @@
+# Shared set-up for ./scripts/serve and ./scripts/test (sourced, not run).
+# Creates .venv in the repo root, installs the project (re-installs only when pyproject.toml
+# or the requested extras change), migrates, and seeds the demo data once.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+log() { printf '\033[1m[voz]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[voz] %s\033[0m\n' "$*" >&2; exit 1; }
+
+find_python() {
+  local candidate
+  for candidate in "${VOZ_PYTHON:-}" python3 python3.13 python3.12 python3.11 python; do
+    [ -n "$candidate" ] || continue
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_venv() {
+  if [ ! -x "$PY" ]; then
+    local base
+    base="$(find_python)" || die "Python 3.11 or newer is needed (set VOZ_PYTHON to its path)."
+    log "Creating .venv with $("$base" --version)"
+    "$base" -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade pip
+  fi
+}
+
+# install_project EXTRAS: e.g. "" or "dev" or "dev,local"
+install_project() {
+  local extras="$1" spec="." stamp="$VENV/.voz-installed" want
+  [ -n "$extras" ] && spec=".[$extras]"
+  want="$(cat pyproject.toml | sha256sum | cut -c1-16) $extras"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "Installing Voz and its dependencies ($spec)…"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$spec"
+    echo "$want" > "$stamp"
+  fi
+}
+
+prepare_database() {
+  "$PY" manage.py migrate --noinput -v0
+}
