@@ -51,10 +51,10 @@ async def _check_channel_layer() -> str:
     return type(layer).__name__
 
 
-async def _timed(check, timeout: float = 3.0) -> dict:
+async def _timed(check, limit_s: float = 3.0) -> dict:
     started = time.perf_counter()
     try:
-        backend = await asyncio.wait_for(check(), timeout)
+        backend = await asyncio.wait_for(check(), limit_s)
         result = {"ok": True, "backend": backend}
     except Exception as exc:  # A probe reports failures, it never raises them.
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
