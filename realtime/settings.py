@@ -7,6 +7,7 @@ with a comment in `.env.example` and in `docs/configuration.md`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -70,6 +71,7 @@ HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+WS_ALLOWED_ORIGINS = [origin.rstrip("/") for origin in env_list("WS_ALLOWED_ORIGINS")]
 
 INSTALLED_APPS = [
     "daphne",
@@ -132,6 +134,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # One test database per checkout, so parallel runs on one server never collide.
+    _checkout = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+    DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DB_NAME", f"test_voz_{_checkout}")}
+
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -176,6 +183,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HTTP_MAX_BODY_BYTES", 10 * 1024 * 1024)
 MEMORY_MAX_CHARS = env_int("MEMORY_MAX_CHARS", 8000)
 DESCRIPTION_MAX_CHARS = env_int("DESCRIPTION_MAX_CHARS", 8000)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
+NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
+NINJA_PAGINATION_MAX_LIMIT = 500
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
