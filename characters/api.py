@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from . import selectors, services
@@ -70,7 +70,7 @@ def list_characters(request: HttpRequest, filters: Query[CharacterFilters]):
 @router.post("/characters", response={201: CharacterOut})
 def create_character(request: HttpRequest, payload: CharacterIn):
     character = services.character_create(owner=request.auth, **payload.dict())
-    return 201, _own_character(request, character.id)
+    return Status(201, _own_character(request, character.id))
 
 
 @router.get("/characters/{character_id}", response=CharacterOut)
@@ -88,7 +88,7 @@ def update_character(request: HttpRequest, character_id: UUID, payload: Characte
 @router.delete("/characters/{character_id}", response={204: None})
 def delete_character(request: HttpRequest, character_id: UUID):
     services.character_delete(character=_own_character(request, character_id))
-    return 204, None
+    return Status(204, None)
 
 
 # Instances ----------------------------------------------------------------------------------
@@ -105,9 +105,10 @@ def list_instances(request: HttpRequest, filters: Query[InstanceFilters]):
 @router.post("/instances", response={201: InstanceOut})
 def create_instance(request: HttpRequest, payload: InstanceIn):
     character = _own_character(request, payload.character_id)
-    return 201, services.instance_create(
+    instance = services.instance_create(
         owner=request.auth, character=character, name=payload.name, memory=payload.memory
     )
+    return Status(201, instance)
 
 
 @router.get("/instances/by-name/{name}", response=InstanceOut)
@@ -141,7 +142,7 @@ def delete_instance(request: HttpRequest, instance_id: UUID):
     services.instance_delete(
         instance=selectors.instance_get(user=request.auth, instance_id=instance_id)
     )
-    return 204, None
+    return Status(204, None)
 
 
 # Memory -------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True  # Serve app static files under daphne without collectstatic.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
