@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -78,9 +79,7 @@ def _session_cookie(user) -> bytes:
 
 
 async def test_browser_session_with_own_origin(user):
-    from asgiref.sync import sync_to_async
-
-    cookie = await sync_to_async(_session_cookie)(user)
+    cookie = await database_sync_to_async(_session_cookie)(user)
     ws = communicator(headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)])
     connected, _ = await ws.connect()
     assert connected
@@ -89,9 +88,7 @@ async def test_browser_session_with_own_origin(user):
 
 
 async def test_session_cookie_without_origin_is_not_enough(user):
-    from asgiref.sync import sync_to_async
-
-    cookie = await sync_to_async(_session_cookie)(user)
+    cookie = await database_sync_to_async(_session_cookie)(user)
     ws = communicator(headers=[(b"cookie", cookie)])
     connected, code = await ws.connect()
     assert (connected, code) == (False, 4401)
