@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from conversation import services as conversation_services
-
-from audio_pipeline import formats, sentences, stt, tts
 
 
 @dataclass(frozen=True)
@@ -24,20 +21,28 @@ class SentenceAudio:
 
 def open_recognizer(language: str):
     """A per-session recogniser (blocking methods; call them off the event loop)."""
+    from audio_pipeline import stt
+
     return stt.create_recognizer(language)
 
 
 def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     if from_rate == to_rate:
         return pcm
+    from audio_pipeline import formats
+
     return formats.resample_pcm16(pcm, from_rate, to_rate)
 
 
 def sentence_splitter():
+    from audio_pipeline import sentences
+
     return sentences.SentenceSplitter()
 
 
 def speakable(text: str) -> str:
+    from audio_pipeline import sentences
+
     return sentences.speakable(text)
 
 
@@ -45,6 +50,8 @@ async def synthesize_sentence(
     text: str, *, language: str, voices: dict[str, str], output_format: str
 ) -> SentenceAudio:
     """One sentence as one complete, playable unit in the session's output format."""
+    from audio_pipeline import formats, tts
+
     result = await tts.synthesize_complete(text, language=language, voices=voices)
     data, sample_rate = await sync_to_async(formats.convert_for_output, thread_sensitive=False)(
         result.data, result.format, result.sample_rate, output_format
@@ -54,6 +61,8 @@ async def synthesize_sentence(
 
 async def start_reply(*, instance, user, text: str, conversation_id, channel: str = "ws"):
     """Stores the user's message and returns a turn whose reply can be streamed."""
+    from conversation import services as conversation_services
+
     return await conversation_services.reply_start(
         instance=instance, user=user, text=text, conversation_id=conversation_id, channel=channel
     )
@@ -61,4 +70,6 @@ async def start_reply(*, instance, user, text: str, conversation_id, channel: st
 
 async def end_conversation(conversation_id) -> None:
     """Marks the conversation ended (which lets memory consolidation run in the background)."""
+    from conversation import services as conversation_services
+
     await conversation_services.conversation_end(conversation_id=conversation_id)
