@@ -8,6 +8,7 @@ error, a cancel or a disconnect cuts it. ORM work runs in threads (`sync_to_asyn
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -267,7 +268,9 @@ def run_in_background(coro: Coroutine) -> None:
     except RuntimeError:
         threading.Thread(target=asyncio.run, args=(guarded(),), daemon=True).start()
         return
-    task = loop.create_task(guarded())
+    # A fresh context: the task must not inherit a request's ThreadSensitiveContext, whose
+    # executor stops when the request ends.
+    task = loop.create_task(guarded(), context=contextvars.Context())
     _background.add(task)
     task.add_done_callback(_background.discard)
 
@@ -294,7 +297,7 @@ def ensure_idle_sweeper() -> None:
             except Exception:
                 logger.exception("Idle memory sweep failed.")
 
-    _sweepers[loop] = loop.create_task(sweep())
+    _sweepers[loop] = loop.create_task(sweep(), context=contextvars.Context())
 
 
 def _instance_lock(instance_id: Any) -> asyncio.Lock:
