@@ -9,6 +9,7 @@ next token. The model file defaults to the SmolLM2-135M-Instruct GGUF shipped by
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import threading
@@ -22,6 +23,16 @@ logger = logging.getLogger(__name__)
 
 _load_lock = threading.Lock()
 _models: dict[tuple[str, int, int], Any] = {}
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter shutdown (their finalizers fail late)."""
+    for model in _models.values():
+        close = getattr(model, "close", None)
+        if close is not None:
+            close()
+    _models.clear()
 
 
 def default_model_path() -> Path | None:
