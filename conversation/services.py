@@ -236,9 +236,10 @@ async def memory_consolidate(
         return ConsolidationResult(instance_id, len(pending), instance.memory, revision_id)
 
 
-async def consolidate_idle(*, engine: LlmEngine | None = None) -> int:
-    """End conversations idle for MEMORY_IDLE_SECONDS and consolidate every ended one."""
-    instance_ids = await sync_to_async(_end_idle_conversations)()
+async def consolidate_idle(*, end_idle: bool = True, engine: LlmEngine | None = None) -> int:
+    """End conversations idle for MEMORY_IDLE_SECONDS (unless `end_idle` is False) and
+    consolidate every ended one not yet consolidated. Returns the number of instances."""
+    instance_ids = await sync_to_async(_end_idle_conversations)(end_idle)
     for instance_id in instance_ids:
         try:
             await memory_consolidate(instance_id=instance_id, engine=engine)
@@ -594,11 +595,12 @@ def _mark_consolidated(conversation_id: Any, when: Any) -> None:
     )
 
 
-def _end_idle_conversations() -> list[Any]:
-    cutoff = timezone.now() - timedelta(seconds=settings.MEMORY_IDLE_SECONDS)
-    Conversation.objects.filter(ended_at__isnull=True, last_activity_at__lt=cutoff).update(
-        ended_at=F("last_activity_at")
-    )
+def _end_idle_conversations(end_idle: bool) -> list[Any]:
+    if end_idle:
+        cutoff = timezone.now() - timedelta(seconds=settings.MEMORY_IDLE_SECONDS)
+        Conversation.objects.filter(ended_at__isnull=True, last_activity_at__lt=cutoff).update(
+            ended_at=F("last_activity_at")
+        )
     ended = Conversation.objects.filter(ended_at__isnull=False).select_related("engine_state")
     instance_ids = set()
     for conversation in ended:
