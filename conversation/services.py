@@ -31,12 +31,14 @@ from characters.memory import bounded_memory, consolidation_messages
 from characters.models import CharacterInstance, Conversation, MemoryRevision, Message
 from characters.prompt import (
     PromptTooLong,
-    Turn as PromptTurn,
     build_prompt,
     clip,
     context_window,
     message_tokens,
     summary_messages,
+)
+from characters.prompt import (
+    Turn as PromptTurn,
 )
 from characters.tokens import count_tokens
 
@@ -149,7 +151,11 @@ async def reply_start(
         raise ValidationError({"text": ["Say something: the message is empty."]})
     if len(text) > settings.CHAT_MAX_CHARS:
         raise ValidationError(
-            {"text": [f"The message is {len(text)} characters; the limit is {settings.CHAT_MAX_CHARS}."]}
+            {
+                "text": [
+                    f"The message is {len(text)} characters; the limit is {settings.CHAT_MAX_CHARS}."
+                ]
+            }
         )
     started = time.monotonic()
     conversation, user_message = await sync_to_async(_user_message_store)(
@@ -605,8 +611,10 @@ def _end_idle_conversations(end_idle: bool) -> list[Any]:
     instance_ids = set()
     for conversation in ended:
         state = getattr(conversation, "engine_state", None)
-        if state is None or state.consolidated_at is None or (
-            state.consolidated_at < conversation.last_activity_at
+        if (
+            state is None
+            or state.consolidated_at is None
+            or (state.consolidated_at < conversation.last_activity_at)
         ):
             instance_ids.add(conversation.instance_id)
     return sorted(instance_ids, key=str)

@@ -39,8 +39,6 @@ def make_instance(db):
         }
         fields.update(character_fields)
         character = services.character_create(owner=owner, **fields)
-        return services.instance_create(
-            owner=owner, character=character, name=name, memory=memory
-        )
+        return services.instance_create(owner=owner, character=character, name=name, memory=memory)
 
     return make

@@ -26,7 +26,7 @@ def instance(owner, make_instance):
     return make_instance(owner, name="Luna", memory="The user's name is Ana.")
 
 
-class client_for:  # noqa: N801  (reads like a function at call sites)
+class client_for:
     """An AsyncClient that sends the user's token (constructor headers are not applied here)."""
 
     def __init__(self, user, **headers: str) -> None:

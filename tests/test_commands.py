@@ -26,7 +26,7 @@ def test_chat_command_streams_replies_from_piped_stdin(
     owner = make_user("alice")
     instance = make_instance(owner, name="Pipe-Luna")
     fake_openai.script("Ahoy, Ana!", "Rex is a fine dog.", "Ana has a dog called Rex.")
-    out, err = run(
+    out, _ = run(
         "chat", "pipe-luna", stdin="I am Ana.\n\nMy dog is Rex.\n", monkeypatch=monkeypatch
     )
     assert "Pipe-Luna> Ahoy, Ana!\n" in out

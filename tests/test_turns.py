@@ -64,14 +64,16 @@ async def test_cancel_during_streaming_stores_partial_reply(fake_openai, owner, 
     fake_openai.script(Reply("a b c d e f g h i j", token_delay=0.1))
     turn = await services.reply_start(instance=instance, user=owner, text="Go")
     got: list[str] = []
+    three = asyncio.Event()
 
     async def consume():
         async for delta in turn.stream():
             got.append(delta)
+            if len(got) == 3:
+                three.set()
 
     task = asyncio.create_task(consume())
-    while len(got) < 3:
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(three.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

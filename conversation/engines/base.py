@@ -81,9 +81,7 @@ class LlmStreamError(LlmError):
 class LlmStream:
     """Async iterator of text deltas over an engine's generator; `.result` is set at the end."""
 
-    def __init__(
-        self, model: str, run: Callable[[LlmStream], AsyncGenerator[str, None]]
-    ) -> None:
+    def __init__(self, model: str, run: Callable[[LlmStream], AsyncGenerator[str, None]]) -> None:
         self.model = model
         self.result: CompletionResult | None = None
         self.first_token_ms: float | None = None

@@ -164,7 +164,7 @@ class LocalEngine:
             except Exception as exc:
                 put("error", exc)
 
-        worker = loop.run_in_executor(None, generate)
+        loop.run_in_executor(None, generate)
         try:
             while True:
                 kind, value = await queue.get()

@@ -243,7 +243,9 @@ class OpenAIEngine:
         if status is not None and status >= 500:
             return LlmServerError(f"The model server failed ({status}): {message}")
         if status in (400, 404, 413, 422):
-            return LlmBadRequestError(f"The model server rejected the request ({status}): {message}")
+            return LlmBadRequestError(
+                f"The model server rejected the request ({status}): {message}"
+            )
         return LlmError(f"Model server error ({status}): {message}")
 
     def _safe(self, text: str) -> str:

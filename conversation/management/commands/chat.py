@@ -89,9 +89,7 @@ class Command(BaseCommand):
             self.stdout.write("")
         if conversation_id is None:
             return
-        conversation = await sync_to_async(
-            lambda: instance.conversations.get(pk=conversation_id)
-        )()
+        conversation = await sync_to_async(lambda: instance.conversations.get(pk=conversation_id))()
         if consolidate and settings.MEMORY_CONSOLIDATION:
             self.stdout.write("Updating memory…")
         await services.conversation_end(conversation=conversation)

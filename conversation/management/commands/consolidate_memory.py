@@ -22,7 +22,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("instance", nargs="?", help="Only this instance (unique name).")
         parser.add_argument(
-            "--idle", action="store_true", help="End idle conversations first (MEMORY_IDLE_SECONDS)."
+            "--idle",
+            action="store_true",
+            help="End idle conversations first (MEMORY_IDLE_SECONDS).",
         )
 
     def handle(self, *args, **options) -> None:
