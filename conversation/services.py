@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -162,6 +162,7 @@ async def reply_start(
         instance, user, text, conversation_id, channel
     )
     ensure_idle_sweeper()
+    instance = conversation.instance  # Reloaded with its character, off the event loop.
     character = instance.character
     model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
     max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
@@ -269,6 +270,9 @@ def run_in_background(coro: Coroutine) -> None:
             await coro
         except Exception:
             logger.exception("Background conversation work failed.")
+        finally:
+            # The task's ORM calls ran in a thread no request cleans up after: close its connection.
+            await sync_to_async(close_old_connections)()
 
     try:
         loop = asyncio.get_running_loop()

@@ -42,3 +42,14 @@ def make_instance(db):
         return services.instance_create(owner=owner, character=character, name=name, memory=memory)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _close_async_test_connections():
+    """Async tests reach the ORM through asgiref's shared thread; close its connections after
+    each test so PostgreSQL can drop the test database at the end."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

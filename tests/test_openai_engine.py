@@ -124,3 +124,31 @@ async def test_connection_refused_is_a_connection_error(settings):
     settings.LLM_RETRY_BACKOFF = 0.01
     with pytest.raises(LlmConnectionError):
         await get_engine().stream(MESSAGES).collect()
+
+
+def test_readiness_shows_engine_and_model_but_no_key(fake_openai):
+    from realtime import readiness
+
+    details = readiness.collect()["llm"]
+    assert details["engine"] == "openai"
+    assert details["model"] == "gpt-3.5-turbo"
+    assert details["api_key_set"] is True and details["base_url_set"] is True
+    assert API_KEY not in str(details)
+
+
+def test_default_engine_follows_the_environment(monkeypatch):
+    import importlib
+
+    import realtime.settings as voz_settings
+
+    try:
+        for name in ("LLM_ENGINE", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        assert importlib.reload(voz_settings).LLM_ENGINE == "local"
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+        assert importlib.reload(voz_settings).LLM_ENGINE == "openai"
+        monkeypatch.setenv("LLM_ENGINE", "local")
+        assert importlib.reload(voz_settings).LLM_ENGINE == "local"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(voz_settings)
