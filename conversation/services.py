@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from characters import services as character_services
@@ -611,14 +611,15 @@ def _end_idle_conversations(end_idle: bool) -> list[Any]:
         Conversation.objects.filter(ended_at__isnull=True, last_activity_at__lt=cutoff).update(
             ended_at=F("last_activity_at")
         )
-    ended = Conversation.objects.filter(ended_at__isnull=False).select_related("engine_state")
-    instance_ids = set()
-    for conversation in ended:
-        state = getattr(conversation, "engine_state", None)
-        if (
-            state is None
-            or state.consolidated_at is None
-            or (state.consolidated_at < conversation.last_activity_at)
-        ):
-            instance_ids.add(conversation.instance_id)
+    due = (
+        Conversation.objects.filter(ended_at__isnull=False, messages__role=Message.Role.USER)
+        .filter(
+            Q(engine_state__isnull=True)
+            | Q(engine_state__consolidated_at__isnull=True)
+            | Q(engine_state__consolidated_at__lt=F("last_activity_at"))
+        )
+        .values_list("instance_id", flat=True)
+        .distinct()
+    )
+    instance_ids = set(due)
     return sorted(instance_ids, key=str)

@@ -192,3 +192,40 @@ async def test_consolidation_can_be_switched_off(fake_openai, owner, instance, s
     await services.conversation_end(conversation=turn.conversation)
     await services.wait_background()
     assert len(fake_openai.chat_requests) == before
+
+
+async def test_prompt_that_cannot_fit_fails_clearly_and_is_stored(
+    fake_openai, owner, make_instance, settings
+):
+    from conversation.engines import LlmBadRequestError
+
+    settings.LLM_CONTEXT_TOKENS = 400
+    settings.LLM_MAX_TOKENS = 100
+    big = await sync_to_async(make_instance)(owner, name="Big", memory="remember " * 400)
+    turn = await services.reply_start(instance=big, user=owner, text="Hi")
+    with pytest.raises(LlmBadRequestError) as caught:
+        async for _ in turn.stream():
+            pass
+    assert caught.value.code == "prompt_too_long"
+    assert fake_openai.chat_requests == []
+    rows = await stored(turn.conversation.pk)
+    assert [m.role for m in rows] == ["user", "assistant"]
+    assert rows[1].error.startswith("prompt_too_long: ")
+
+
+async def test_local_engine_turn_stays_within_its_context(owner, instance, settings):
+    import importlib.util
+
+    from conversation.engines.local_engine import default_model_path
+
+    if importlib.util.find_spec("llama_cpp") is None or default_model_path() is None:
+        pytest.skip("needs the local engine")
+    settings.LLM_ENGINE = "local"
+    settings.LOCAL_MAX_TOKENS = 16
+    turn = await services.reply_start(instance=instance, user=owner, text="Hello, who are you?")
+    assert turn.prompt_tokens <= settings.LOCAL_CONTEXT_TOKENS
+    text = "".join([d async for d in turn.stream()])
+    message = await turn.finish()
+    assert text.strip() and message.text == text
+    assert message.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert 1 <= message.completion_tokens <= 16
