@@ -138,7 +138,9 @@ def _decode_av(data: bytes, container: str) -> tuple[np.ndarray, int]:
                     channels = len(frame.layout.channels)
                     parts.append(array.reshape(-1, channels).mean(axis=1))
     except av.error.FFmpegError as exc:
-        raise AudioFormatError(f"Corrupt {container} audio ({exc}); expected {INPUT_FORMATS_HELP}.")
+        raise AudioFormatError(
+            f"Corrupt {container} audio ({exc}); expected {INPUT_FORMATS_HELP}."
+        ) from exc
     if not parts or not rate:
         raise AudioFormatError(f"No audio decoded from the {container} data.")
     return np.concatenate(parts), rate
