@@ -58,7 +58,8 @@ class EspeakTts:
 
     def supports(self, language: str) -> bool:
         names = {v.name.lower() for v in _installed_voices()}
-        return not names or language.lower() in names or base_language(language) in names
+        base = base_language(language)
+        return any(n in (language.lower(), base) or n.startswith(base + "-") for n in names)
 
     def default_voice(self, language: str) -> str | None:
         names = {v.name.lower() for v in _installed_voices()}

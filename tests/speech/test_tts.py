@@ -38,6 +38,8 @@ async def test_piper_streams_pcm16_at_22050(english_text):
 
 
 async def test_espeak_speaks_spanish_and_english():
+    assert all(ENGINES["espeak"].supports(tag) for tag in ("es", "es-MX", "en", "en-GB", "ko"))
+    assert not ENGINES["espeak"].supports("xx")
     for language in ("es", "en", "ko"):
         chunks = [
             c
