@@ -65,17 +65,11 @@ class TtsBody:
 async def tts_body(stream: TtsStream, fmt: str) -> TtsBody:
     """Shape an engine's stream into `fmt`, streaming whenever the format allows it."""
     first = stream.first
+    content_type = content_type_for(fmt, first.sample_rate)
     if first.format == fmt == "mp3" or first.format == fmt == "pcm16":
-        return TtsBody(
-            _passthrough(stream), content_type_for(fmt, first.sample_rate), first.sample_rate, True
-        )
+        return TtsBody(_passthrough(stream), None, content_type, first.sample_rate)
     if first.format == "pcm16" and fmt == "mp3":
-        return TtsBody(
-            _encode_each(stream, fmt),
-            content_type_for(fmt, first.sample_rate),
-            first.sample_rate,
-            True,
-        )
+        return TtsBody(_encode_each(stream, fmt), None, content_type, first.sample_rate)
     data = b"".join([chunk.data async for chunk in stream])
     converted = await asyncio.to_thread(convert, data, first.format, first.sample_rate, fmt)
     return TtsBody(None, converted.data, converted.content_type, converted.sample_rate)
