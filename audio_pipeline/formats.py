@@ -93,7 +93,8 @@ def decode_audio(
     if not data:
         raise AudioFormatError(f"The audio is empty; expected {INPUT_FORMATS_HELP}.")
     raw_rate = raw_rate_from_content_type(content_type) if content_type else None
-    container = sniff(data)
+    # A declared raw type wins over sniffing: PCM samples can look like an MP3 frame header.
+    container = None if raw_rate else sniff(data)
     if container is None and (raw_rate or sample_rate):
         rate = sample_rate or raw_rate or 16000
         if not MIN_RATE <= rate <= MAX_RATE:

@@ -49,6 +49,12 @@ def test_raw_pcm16_at_its_stated_rate(rate: int) -> None:
     assert peak_hz(decoded.pcm, 16000) == pytest.approx(440, abs=2)
 
 
+def test_declared_raw_pcm_is_never_mistaken_for_a_container() -> None:
+    pcm = b"\xff\xfb" + tone(440, 16000)[2:]  # starts like an MP3 frame header
+    decoded = decode_audio(pcm, content_type="audio/L16;rate=16000", target_rate=16000)
+    assert decoded.source_format == "pcm16" and decoded.duration_s == pytest.approx(1.0)
+
+
 def test_resampling_filters_what_the_target_rate_cannot_carry() -> None:
     # A 10 kHz tone cannot exist at 16 kHz: a real resampler removes it; dropping samples
     # would fold it to a loud 6 kHz alias.
