@@ -9,7 +9,7 @@ import asyncio
 from typing import Literal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Field, Router, Schema
 
@@ -79,7 +79,10 @@ def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
         if upload.size > settings.STT_MAX_UPLOAD_BYTES:
             raise UploadTooLarge(f"The file is {upload.size} bytes")
         return upload.read(), upload.content_type or "", request.POST.get("language")
-    return request.body, content_type, None
+    try:
+        return request.body, content_type, None
+    except RequestDataTooBig as exc:
+        raise UploadTooLarge(f"The body is over HTTP_MAX_BODY_BYTES ({exc})") from exc
 
 
 @router.post("/stt", response=SttOut, summary="Transcribe an audio file")

@@ -155,6 +155,14 @@ async def test_upload_too_large(client, settings, english_wav):
     assert response.status_code == 413
 
 
+async def test_body_over_the_http_limit_is_413_too(client, settings, english_wav):
+    settings.STT_MAX_UPLOAD_BYTES = 10 * len(english_wav)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = await client.post("/api/stt", english_wav, content_type="audio/wav")
+    assert response.status_code == 413
+    assert "HTTP_MAX_BODY_BYTES" in response.json()["detail"]
+
+
 async def test_audio_too_long(client, settings, english_wav):
     settings.STT_MAX_SECONDS = 1.0
     response = await client.post("/api/stt", english_wav, content_type="audio/wav")
