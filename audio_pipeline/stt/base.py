@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from audio_pipeline.formats import StreamResampler
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class AsyncTranscriber:
     def engine(self) -> str:
         return self.recognizer.engine
 
-    async def _run(self, func, *args):
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def accept(self, pcm16: bytes) -> list[Transcript]:

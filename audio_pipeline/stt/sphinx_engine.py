@@ -25,14 +25,20 @@ class SphinxRecognizer:
         self._decoder = Decoder(samprate=sample_rate)
         self.reset()
 
-    def reset(self) -> None:
+    def _new_endpointer(self) -> None:
         self._endpointer = Endpointer(sample_rate=self.sample_rate)
         self._frame_bytes = self._endpointer.frame_bytes
+
+    def reset(self) -> None:
+        if getattr(self, "_in_utt", False):
+            self._decoder.end_utt()
+        self._new_endpointer()
         self._pending = b""
         self._in_utt = False
         self._utt_offset = 0.0
         self._last_partial = ""
-        self._consumed = 0.0
+        self._stream_start = 0.0  # Session time at which the current endpointer started.
+        self._fed_bytes = 0
 
     def accept(self, pcm16: bytes) -> list[Transcript]:
         self._pending += pcm16
@@ -40,6 +46,7 @@ class SphinxRecognizer:
         while len(self._pending) >= self._frame_bytes:
             frame = self._pending[: self._frame_bytes]
             self._pending = self._pending[self._frame_bytes :]
+            self._fed_bytes += len(frame)
             self._feed(self._endpointer.process(frame), out)
         return out
 
@@ -47,13 +54,16 @@ class SphinxRecognizer:
         out: list[Transcript] = []
         tail = self._pending + b"\0" * (-len(self._pending) % 2)
         self._pending = b""
+        self._fed_bytes += len(tail)
         speech = self._endpointer.end_stream(tail) if tail or self._in_utt else None
         if speech is not None:
             self._feed(speech, out, force_end=True)
         elif self._in_utt:
             out.append(self._end_utt())
         finals = [t for t in out if t.final]
-        self._endpointer = Endpointer(sample_rate=self.sample_rate)
+        self._stream_start += self._fed_bytes / 2 / self.sample_rate
+        self._fed_bytes = 0
+        self._new_endpointer()
         text = " ".join(t.text for t in finals if t.text)
         return Transcript(text, True, tuple(w for t in finals for w in t.words))
 
@@ -63,7 +73,7 @@ class SphinxRecognizer:
         if not self._in_utt:
             self._decoder.start_utt()
             self._in_utt = True
-            self._utt_offset = self._endpointer.speech_start
+            self._utt_offset = self._stream_start + self._endpointer.speech_start
         self._decoder.process_raw(speech, False, False)
         if force_end or not self._endpointer.in_speech:
             final = self._end_utt()

@@ -73,7 +73,9 @@ class PiperTts:
     ) -> AsyncIterator[AudioChunk]:
         try:
             piper_voice = await asyncio.to_thread(load_voice)
-            chunks = iter(await asyncio.to_thread(lambda: iter(piper_voice.synthesize(text))))
+            chunks = iter(
+                piper_voice.synthesize(text)
+            )  # A lazy generator: each next() in a thread.
             while True:
                 chunk = await asyncio.to_thread(next, chunks, None)
                 if chunk is None:

@@ -206,3 +206,15 @@ def test_readiness_shows_the_effective_engine(settings, tmp_path, korean_model_p
 
 def test_wav_helper_is_a_real_wav(english_speech):
     assert encode(english_speech[0], english_speech[1], "wav")[:4] == b"RIFF"
+
+
+def test_pocketsphinx_word_times_continue_after_finish(english_16k):
+    recognizer = SphinxRecognizer(16000)
+    recognizer.accept(english_16k)
+    first = recognizer.finish()
+    recognizer.accept(english_16k)
+    second = recognizer.finish()
+    duration = len(english_16k) / 32000
+    assert first.words and second.words
+    assert second.words[0].start >= duration - 0.05
+    assert second.words[-1].end <= 2 * duration + 0.1
