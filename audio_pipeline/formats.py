@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -215,6 +216,34 @@ def _encode_av(pcm: bytes, sample_rate: int, container: str, codec: str, rate: i
         for packet in stream.encode(None):
             out.mux(packet)
     return buffer.getvalue()
+
+
+class Mp3StreamEncoder:
+    """Encode PCM16 chunks into one continuous MP3 stream (bare MPEG frames, no tags), so
+    the pieces can be sent as they come and still decode as a single file."""
+
+    def __init__(self, sample_rate: int, bit_rate: int = 64000) -> None:
+        self.sample_rate = sample_rate
+        self._codec = av.CodecContext.create("libmp3lame", "w")
+        self._codec.sample_rate = sample_rate
+        self._codec.layout = "mono"
+        self._codec.format = "s16p"
+        self._codec.bit_rate = bit_rate
+        self._codec.time_base = Fraction(1, sample_rate)
+        self._pts = 0
+
+    def encode(self, pcm: bytes) -> bytes:
+        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").reshape(1, -1)
+        if samples.size == 0:
+            return b""
+        frame = av.AudioFrame.from_ndarray(samples, format="s16p", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        self._pts += samples.shape[1]
+        return b"".join(bytes(packet) for packet in self._codec.encode(frame))
+
+    def flush(self) -> bytes:
+        return b"".join(bytes(packet) for packet in self._codec.encode(None))
 
 
 def convert(data: bytes, src_format: str, src_rate: int, fmt: str) -> EncodedAudio:

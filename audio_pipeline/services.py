@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .formats import DecodedAudio, content_type_for, convert, decode_audio, encode
+from .formats import (
+    DecodedAudio,
+    Mp3StreamEncoder,
+    content_type_for,
+    convert,
+    decode_audio,
+)
 from .stt import Transcript, Word, create_recognizer
 from .tts import TtsStream
 
@@ -69,7 +75,7 @@ async def tts_body(stream: TtsStream, fmt: str) -> TtsBody:
     if first.format == fmt == "mp3" or first.format == fmt == "pcm16":
         return TtsBody(_passthrough(stream), None, content_type, first.sample_rate)
     if first.format == "pcm16" and fmt == "mp3":
-        return TtsBody(_encode_each(stream, fmt), None, content_type, first.sample_rate)
+        return TtsBody(_encode_mp3(stream), None, content_type, first.sample_rate)
     data = b"".join([chunk.data async for chunk in stream])
     converted = await asyncio.to_thread(convert, data, first.format, first.sample_rate, fmt)
     return TtsBody(None, converted.data, converted.content_type, converted.sample_rate)
@@ -80,6 +86,9 @@ async def _passthrough(stream: TtsStream) -> AsyncIterator[bytes]:
         yield chunk.data
 
 
-async def _encode_each(stream: TtsStream, fmt: str) -> AsyncIterator[bytes]:
+async def _encode_mp3(stream: TtsStream) -> AsyncIterator[bytes]:
+    encoder = Mp3StreamEncoder(stream.first.sample_rate)
     async for chunk in stream:
-        yield await asyncio.to_thread(encode, chunk.data, chunk.sample_rate, fmt)
+        if data := await asyncio.to_thread(encoder.encode, chunk.data):
+            yield data
+    yield await asyncio.to_thread(encoder.flush)

@@ -10,6 +10,7 @@ import pytest
 
 from audio_pipeline.formats import (
     AudioFormatError,
+    Mp3StreamEncoder,
     StreamResampler,
     convert,
     decode_audio,
@@ -143,3 +144,13 @@ def test_stream_resampler_matches_whole_file_resampling() -> None:
     ) + resampler.process(b"", last=True)
     assert abs(len(streamed) - len(source) // 3) <= 4
     assert peak_hz(streamed, 16000) == pytest.approx(440, abs=1)
+
+
+def test_mp3_stream_encoder_pieces_decode_as_one_file() -> None:
+    encoder = Mp3StreamEncoder(22050)
+    pieces = [encoder.encode(tone(440, 22050)), encoder.encode(tone(440, 22050, 0.5))]
+    pieces.append(encoder.flush())
+    assert pieces[0], "audio comes out before the stream ends"
+    decoded = decode_audio(b"".join(pieces), target_rate=16000)
+    assert decoded.duration_s == pytest.approx(1.5, abs=0.1)
+    assert peak_hz(decoded.pcm, 16000) == pytest.approx(440, abs=3)
