@@ -170,3 +170,18 @@ def test_reference_client_speaks_a_wav_and_saves_the_reply(stack, english_speech
     assert len(saved) == 2
     assert all(decode_audio(p.read_bytes(), target_rate=16000).duration_s > 0.3 for p in saved)
     assert token not in result.stdout
+
+
+def test_tokens_never_reach_the_server_log(stack):
+    first, _, token = stack
+
+    async def ping_with_query_token() -> dict:
+        async with websockets.connect(f"{first.ws}/ws/voice/?token={token}") as ws:
+            await ws.send(json.dumps({"type": "ping", "id": 1}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    assert asyncio.run(ping_with_query_token()) == {"type": "pong", "id": 1}
+    log = first.output()
+    assert "WSCONNECT /ws/voice/" in log
+    assert token not in log
+    assert token[len("voz_") : len("voz_") + 12] not in log
