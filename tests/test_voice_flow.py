@@ -69,6 +69,8 @@ async def test_typed_turn_streams_text_sentences_and_audio_in_order(token, nova,
     assert started["instance"]["name"] == "nova"
     assert started["protocol"] == "voz.v1"
     assert started["limits"]["max_frame_bytes"] > 0
+    assert started["tts_engines"] == ["piper", "espeak"]
+    assert started["llm_engine"] == "openai"
     events = await typed_turn(ws, "Hello captain")
     kinds = [event["type"] for event in events]
     assert kinds[0] == "transcript.final"

@@ -30,6 +30,15 @@ def open_transcriber(language: str, input_rate: int) -> stt.AsyncTranscriber:
     return stt.AsyncTranscriber(stt.create_recognizer(language), input_rate=input_rate)
 
 
+def engine_names(language: str) -> dict[str, object]:
+    """The TTS chain and the reply engine a session in `language` will use (for clients)."""
+    from django.conf import settings
+
+    from audio_pipeline.tts.chain import chain_for
+
+    return {"tts_engines": chain_for(language), "llm_engine": settings.LLM_ENGINE}
+
+
 def sentence_splitter() -> sentences.SentenceSplitter:
     return sentences.SentenceSplitter()
 

@@ -172,6 +172,7 @@ class VoiceSession:
                 "output_audio": {"format": start.output_format},
                 "limits": self.limits.as_dict(),
                 "stt_engine": stt_engine,
+                **engines.engine_names(language),
             },
             observe=True,
         )
