@@ -56,8 +56,16 @@ def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Itera
     port = free_port()
     log = (data / "daphne.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        + ["realtime.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "realtime.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -121,7 +129,11 @@ def speech_wav(tmp_path_factory) -> Path:
         check=True,
     )
     with wave.open(str(final)) as handle:
-        assert (handle.getframerate(), handle.getsampwidth(), handle.getnchannels()) == (16000, 2, 1)
+        assert (handle.getframerate(), handle.getsampwidth(), handle.getnchannels()) == (
+            16000,
+            2,
+            1,
+        )
     return final
 
 
