@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "characters",
     "consumers",
     "audio_pipeline",
+    "voice",
     "frontend",
 ]
 
@@ -186,6 +187,14 @@ DESCRIPTION_MAX_CHARS = env_int("DESCRIPTION_MAX_CHARS", 8000)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
 NINJA_PAGINATION_MAX_LIMIT = 500
+
+# The real-time voice loop (docs/protocol.md). daphne itself drops messages over 1 MiB.
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536)
+WS_MAX_TEXT_CHARS = env_int("WS_MAX_TEXT_CHARS", 2000)
+WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
+WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
+WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
+WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -1,0 +1,130 @@
+"""Reference voice client: speaks a WAV file to a Voz server and saves the spoken reply.
+
+    python -m clients.voice_client --url ws://127.0.0.1:8000/ws/voice/ --token voz_… \\
+        --instance rosa speech.wav
+
+Streams the WAV (PCM16 mono, any rate 8–48 kHz) at real-time pace in 40 ms frames, then commits
+the utterance, prints every event as it arrives, and writes each sentence's audio to --out.
+Games and kiosks can copy from it: it uses only the `websockets` package and the documented
+protocol (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import wave
+from pathlib import Path
+
+import websockets
+
+FRAME_SECONDS = 0.04
+EXTENSIONS = {"wav": "wav", "pcm16": "pcm", "mp3": "mp3"}
+
+
+def read_wav(path: Path) -> tuple[bytes, int]:
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+            raise SystemExit(
+                f"{path}: need 16-bit mono WAV (got {wav.getsampwidth() * 8}-bit, "
+                f"{wav.getnchannels()} channels)"
+            )
+        return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+async def run(args: argparse.Namespace) -> int:
+    pcm, rate = read_wav(args.wav) if args.wav else (b"", 16000)
+    out = Path(args.out)
+    subprotocols = ["voz.v1", f"bearer.{args.token}"]
+    started = time.monotonic()
+    exit_code = 1
+    async with websockets.connect(args.url, subprotocols=subprotocols, max_size=2**24) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.start",
+                    "instance": args.instance,
+                    **({"language": args.language} if args.language else {}),
+                    "input_audio": {"format": "pcm16", "sample_rate": rate},
+                    "output_audio": {"format": args.format},
+                }
+            )
+        )
+        pending_audio: dict | None = None
+        sender: asyncio.Task | None = None
+        async for frame in ws:
+            stamp = f"{time.monotonic() - started:7.3f}s"
+            if isinstance(frame, bytes):
+                if pending_audio is None:
+                    print(f"{stamp} unexpected binary frame ({len(frame)} bytes)")
+                    continue
+                name = (
+                    out
+                    / f"{pending_audio['response_id'][:8]}-{pending_audio['index']:02d}.{EXTENSIONS[args.format]}"
+                )
+                await asyncio.to_thread(name.write_bytes, frame)
+                print(f"{stamp} audio saved: {name} ({len(frame)} bytes)")
+                pending_audio = None
+                continue
+            event = json.loads(frame)
+            kind = event.get("type")
+            if kind == "response.text.delta" and not args.verbose:
+                print(event["delta"], end="", flush=True)
+                continue
+            print(f"{stamp} {json.dumps(event, ensure_ascii=False)}")
+            if kind == "session.started":
+                if args.text:
+                    await ws.send(json.dumps({"type": "input_text", "text": args.text}))
+                else:
+                    sender = asyncio.create_task(stream_audio(ws, pcm, rate))
+            elif kind == "response.audio":
+                pending_audio = event
+            elif kind == "metrics":
+                exit_code = 0
+                await ws.send(json.dumps({"type": "session.end"}))
+            elif (kind == "error" and event.get("fatal")) or kind == "session.ended":
+                break
+        if sender is not None:
+            sender.cancel()
+    return exit_code
+
+
+async def stream_audio(ws, pcm: bytes, rate: int) -> None:
+    """Send the audio at real-time pace, then a little silence, then commit."""
+    step = int(rate * FRAME_SECONDS) * 2
+    tail = b"\x00\x00" * int(rate * 0.3)
+    start = time.monotonic()
+    for offset, position in enumerate(range(0, len(pcm) + len(tail), step)):
+        chunk = (pcm + tail)[position : position + step]
+        await ws.send(chunk)
+        delay = start + (offset + 1) * FRAME_SECONDS - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await ws.send(json.dumps({"type": "input_audio.commit"}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("wav", type=Path, nargs="?", help="16-bit mono WAV to speak")
+    parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/voice/")
+    parser.add_argument("--token", required=True, help="API token (manage.py create_token)")
+    parser.add_argument("--instance", required=True, help="instance name, e.g. rosa")
+    parser.add_argument("--language", help="override the character's language")
+    parser.add_argument("--format", choices=sorted(EXTENSIONS), default="wav")
+    parser.add_argument("--text", help="type this instead of speaking a file")
+    parser.add_argument("--out", default="reply-audio", help="folder for the reply audio")
+    parser.add_argument("--verbose", action="store_true", help="print every delta event")
+    args = parser.parse_args(argv)
+    if not args.wav and not args.text:
+        parser.error("give a WAV file or --text")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

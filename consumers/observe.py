@@ -1,0 +1,54 @@
+"""`/ws/observe/<instance>/`: watch an instance's sessions live (its owner or staff only)."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ObjectDoesNotExist
+
+from characters import selectors
+from consumers.auth import accepted_subprotocol
+from voice import observe
+from voice.protocol import CLOSE_UNAUTHORIZED
+
+CLOSE_NOT_FOUND = 4404
+
+
+class ObserveConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        instance = await database_sync_to_async(_find)(
+            user, self.scope["url_route"]["kwargs"]["name"]
+        )
+        if instance is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = observe.group_for(instance.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        await self.send_json(
+            {"type": "observe.started", "instance": {"id": str(instance.id), "name": instance.name}}
+        )
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def observe_event(self, message: dict) -> None:
+        await self.send_json(message["event"])
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+def _find(user, name: str):
+    try:
+        return selectors.instance_get_by_name(user=user, name=name)
+    except ObjectDoesNotExist:
+        return None

@@ -1,0 +1,39 @@
+"""`/ws/voice/`: the real-time voice loop (protocol in docs/protocol.md). Thin: a VoiceSession
+holds the state and the tasks; this class only moves frames in and out."""
+
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from consumers.auth import accepted_subprotocol
+from voice.protocol import CLOSE_UNAUTHORIZED
+from voice.session import VoiceSession
+
+
+class VoiceConsumer(AsyncWebsocketConsumer):
+    session: VoiceSession | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        self.session = VoiceSession(
+            user=user,
+            send_text=lambda text: self.send(text_data=text),
+            send_bytes=lambda data: self.send(bytes_data=data),
+            close=lambda code: self.close(code=code),
+        )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is None:
+            return
+        if bytes_data is not None:
+            await self.session.on_bytes(bytes_data)
+        else:
+            await self.session.on_text(text_data or "")
+
+    async def disconnect(self, code: int) -> None:
+        if self.session is not None:
+            await self.session.disconnected()

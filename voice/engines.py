@@ -1,0 +1,75 @@
+"""The voice loop's only door to the engines: STT, TTS, sentence splitting and the model.
+
+Everything vendor-specific lives behind `audio_pipeline` and `conversation`; this module adapts
+their interfaces to the small calls the pipeline stages make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+
+
+@dataclass(frozen=True)
+class SentenceAudio:
+    data: bytes
+    format: str
+    sample_rate: int
+    engine: str
+
+
+def open_recognizer(language: str):
+    """A per-session recogniser (blocking methods; call them off the event loop)."""
+    from audio_pipeline import stt
+
+    return stt.create_recognizer(language)
+
+
+def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
+    if from_rate == to_rate:
+        return pcm
+    from audio_pipeline import formats
+
+    return formats.resample_pcm16(pcm, from_rate, to_rate)
+
+
+def sentence_splitter():
+    from audio_pipeline import sentences
+
+    return sentences.SentenceSplitter()
+
+
+def speakable(text: str) -> str:
+    from audio_pipeline import sentences
+
+    return sentences.speakable(text)
+
+
+async def synthesize_sentence(
+    text: str, *, language: str, voices: dict[str, str], output_format: str
+) -> SentenceAudio:
+    """One sentence as one complete, playable unit in the session's output format."""
+    from audio_pipeline import formats, tts
+
+    result = await tts.synthesize_complete(text, language=language, voices=voices)
+    data, sample_rate = await sync_to_async(formats.convert_for_output, thread_sensitive=False)(
+        result.data, result.format, result.sample_rate, output_format
+    )
+    return SentenceAudio(data, output_format, sample_rate, result.engine)
+
+
+async def start_reply(*, instance, user, text: str, conversation_id, channel: str = "ws"):
+    """Stores the user's message and returns a turn whose reply can be streamed."""
+    from conversation import services as conversation_services
+
+    return await conversation_services.reply_start(
+        instance=instance, user=user, text=text, conversation_id=conversation_id, channel=channel
+    )
+
+
+async def end_conversation(conversation_id) -> None:
+    """Marks the conversation ended (which lets memory consolidation run in the background)."""
+    from conversation import services as conversation_services
+
+    await conversation_services.conversation_end(conversation_id=conversation_id)
