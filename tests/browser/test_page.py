@@ -91,3 +91,44 @@ def test_fake_microphone_reaches_the_level_meter(browser, server):
     )
     page.get_by_role("button", name="Stop microphone").click()
     expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "false")
+
+
+DOWNSAMPLE_PROBE = """
+async ([inputRate, seconds]) => {
+  const context = new OfflineAudioContext(1, inputRate * seconds, inputRate);
+  await context.audioWorklet.addModule("/static/frontend/mic-worklet.js");
+  const node = new AudioWorkletNode(context, "voz-downsampler", {
+    numberOfOutputs: 0,
+    processorOptions: { outputRate: 16000, chunkMs: 80 },
+  });
+  const chunks = [];
+  node.port.onmessage = (event) => chunks.push(event.data.pcm);
+  for (const frequency of [1000, 12000]) {  // 12 kHz folds to 4 kHz if nothing filters it
+    const tone = new OscillatorNode(context, { frequency });
+    const gain = new GainNode(context, { gain: 0.4 });
+    tone.connect(gain).connect(node);
+    tone.start();
+  }
+  await context.startRendering();
+  await new Promise((resolve) => setTimeout(resolve, 300));  // the last port messages
+  const samples = chunks.flatMap((chunk) => Array.from(chunk, (v) => v / 32768)).slice(1600);
+  const amplitude = (frequency) => {  // Goertzel: the amplitude of one frequency
+    const w = (2 * Math.PI * frequency) / 16000;
+    let re = 0, im = 0;
+    samples.forEach((x, n) => { re += x * Math.cos(w * n); im -= x * Math.sin(w * n); });
+    return (2 * Math.hypot(re, im)) / samples.length;
+  };
+  return { count: chunks.reduce((sum, c) => sum + c.length, 0),
+           kept: amplitude(1000), alias: amplitude(4000) };
+}
+"""
+
+
+@pytest.mark.parametrize("input_rate", [48000, 44100])
+def test_worklet_downsamples_to_16k_with_a_low_pass(browser, server, input_rate):
+    page = browser.new_page()
+    page.goto(f"{server['base']}/accounts/login/")
+    result = page.evaluate(DOWNSAMPLE_PROBE, [input_rate, 2])
+    assert abs(result["count"] - 32000) <= 1280  # 16 kHz, within one 80 ms chunk
+    assert result["kept"] == pytest.approx(0.4, abs=0.04)  # 1 kHz passes
+    assert result["alias"] < 0.01  # 12 kHz is filtered out, not folded back to 4 kHz

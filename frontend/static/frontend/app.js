@@ -133,7 +133,7 @@ function connect(instance) {
   voice?.close();
   player.stop(state.responseId);
   state.responseId = null;
-  state.conversationId = null;
+  setConversation(null);
   voice = new VoiceConnection({
     url: wsUrl(),
     sessionStart: () => ({
@@ -150,12 +150,29 @@ function connect(instance) {
   voice.connect();
 }
 
+function setConversation(id) {
+  state.conversationId = id || null;
+  app.dataset.conversation = id || "";
+}
+
+/** The conversation a stored message belongs to (session.started has none before the first turn). */
+async function findConversation(messageId) {
+  if (!messageId || !state.instance) return;
+  const conversations = await rest.listConversations(state.instance.id);
+  for (const conversation of conversations.items.slice(0, 3)) {
+    const messages = await rest.listMessages(conversation.id);
+    if (messages.items.some((message) => message.id === messageId)) {
+      setConversation(conversation.id);
+      return;
+    }
+  }
+}
+
 function onServerEvent(event) {
+  if (event.conversation_id) setConversation(event.conversation_id);
   switch (event.type) {
     case "session.started":
-      state.conversationId = event.conversation_id;
       app.dataset.session = event.session_id || "";
-      app.dataset.conversation = event.conversation_id || "";
       break;
     case "transcript.partial": {
       const text = (event.text || "").trim();
@@ -184,7 +201,9 @@ function onServerEvent(event) {
       item.dataset.messageId = event.message_id || "";
       if (event.interrupted) markInterrupted(item);
       if (state.responseId === event.response_id) state.responseId = null;
-      refreshHistory();
+      (state.conversationId ? Promise.resolve() : findConversation(event.message_id))
+        .then(refreshHistory)
+        .catch((error) => showBanner(fmt(T.load_failed, { message: error.message }), "load"));
       break;
     }
     case "metrics":
