@@ -132,3 +132,38 @@ def test_worklet_downsamples_to_16k_with_a_low_pass(browser, server, input_rate)
     assert abs(result["count"] - 32000) <= 1280  # 16 kHz, within one 80 ms chunk
     assert result["kept"] == pytest.approx(0.4, abs=0.04)  # 1 kHz passes
     assert result["alias"] < 0.01  # 12 kHz is filtered out, not folded back to 4 kHz
+
+
+def test_push_to_talk_with_the_space_bar_sends_audio_only_while_held(browser, server):
+    page = browser.new_page(locale="en-US")
+    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
+    app = page.locator("#voz-app")
+    expect(app).to_have_attribute("data-connection", "open", timeout=30000)
+    page.get_by_label("Push to talk (hold Space)").check()
+    expect(page.get_by_role("button", name="Hold to talk")).to_be_visible()
+    expect(page.locator("#mic-toggle")).to_be_hidden()
+    page.locator("body").click()  # focus outside the form controls
+    page.wait_for_function("Number(document.getElementById('voz-app').dataset.inputLevel) > 0")
+    assert app.get_attribute("data-frames-sent") == "0"  # the microphone is open but not sent
+
+    page.keyboard.down("Space")
+    expect(page.locator("#ptt")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_timeout(1000)
+    page.keyboard.up("Space")
+    expect(page.locator("#ptt")).to_have_attribute("aria-pressed", "false")
+    sent = int(app.get_attribute("data-frames-sent"))
+    assert 6 <= sent <= 20  # ~1 s of 80 ms frames
+    page.wait_for_timeout(500)
+    assert int(app.get_attribute("data-frames-sent")) == sent
+
+
+def test_page_fits_a_phone_screen(browser, server):
+    page = browser.new_page(locale="es-ES", viewport={"width": 360, "height": 740})
+    sign_in(page, server["base"], server, next_path="/?instance=nova")
+    expect(page.locator("#memory-text")).not_to_be_empty()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    for control in ["#instance-select", "#mic-toggle", "#stop", "#text-input"]:
+        box = page.locator(control).bounding_box()
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 360
+    screenshot(page, "page-phone-es.png")

@@ -196,7 +196,9 @@ function onServerEvent(event) {
     }
     case "response.done": {
       const item = replyItem(event.response_id);
-      if (event.text && !item.querySelector(".text").textContent) item.querySelector(".text").textContent = event.text;
+      const text = item.querySelector(".text");
+      // Interrupted: show what was heard (what is stored), not everything that was generated.
+      if (event.text && (event.interrupted || !text.textContent)) text.textContent = event.text;
       item.dataset.state = "done";
       item.dataset.messageId = event.message_id || "";
       if (event.interrupted) markInterrupted(item);
