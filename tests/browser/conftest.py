@@ -81,8 +81,10 @@ def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Itera
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Module-scoped: while the sync driver runs, its event loop is the thread's running loop,
+    which would break the asyncio tests that run after these modules."""
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"Chromium is not at {CHROMIUM}: install Debian's `chromium` (./scripts/test does it "

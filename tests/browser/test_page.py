@@ -51,7 +51,7 @@ def test_create_instance_from_the_page(browser, server):
     page.get_by_label("Character", exact=True).select_option(label="Captain Nova (en)")
     page.get_by_label("Initial memory (optional)").fill("Met a visitor from the browser test.")
     page.get_by_role("button", name="Create instance").click()
-    expect(page.locator("#banner")).to_contain_text("“nova-browser” created")
+    expect(page.locator("#notice")).to_have_text("Instance “nova-browser” created.")
     expect(page.locator("#instance-select option:checked")).to_contain_text("nova-browser")
     expect(page.locator("#memory-text")).to_have_text("Met a visitor from the browser test.")
     stored = api_get(server["base"], server["token"], "/api/instances/by-name/nova-browser")

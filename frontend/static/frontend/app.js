@@ -345,7 +345,7 @@ $("text-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text-input").value.trim();
   if (!text) return;
-  if (!voice?.send({ type: "input_text", text })) {
+  if (!voice?.send({ type: "input_text", text }, { reconnect: true })) {
     showBanner(state.instance ? T.not_connected : T.pick_instance, "input");
     return;
   }
@@ -461,7 +461,7 @@ $("new-instance-form").addEventListener("submit", async (event) => {
     form.reset();
     $("new-instance").open = false;
     await loadInstances(created.name);
-    showBanner(fmt(T.instance_created, { name: created.name }), "info");
+    $("notice").textContent = fmt(T.instance_created, { name: created.name });
   } catch (error) {
     $("new-instance-error").textContent = error.errors?.length
       ? error.errors.map((e) => `${e.field}: ${e.message}`).join("; ")

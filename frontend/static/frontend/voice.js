@@ -3,6 +3,7 @@
 
 const CLOSE_NORMAL = 1000;
 const CLOSE_UNAUTHORIZED = 4401;
+const CLOSE_TIMEOUT = 4408; // idle or too long: reconnect only when the user acts again
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
@@ -21,6 +22,7 @@ export class VoiceConnection {
     this.attempt = 0;
     this.retryTimer = null;
     this.wanted = false;
+    this.queued = []; // events to send once a reopened session has started
   }
 
   connect() {
@@ -55,6 +57,10 @@ export class VoiceConnection {
         this.started = true;
         this.attempt = 0;
         this.onState("open");
+        this.onEvent(event);
+        for (const queued of this.queued) socket.send(JSON.stringify(queued));
+        this.queued = [];
+        return;
       } else if (event.type === "response.audio") {
         this.pendingAudio = event;
       }
@@ -67,7 +73,7 @@ export class VoiceConnection {
       if (close.code === CLOSE_UNAUTHORIZED) {
         this.wanted = false;
         this.onState("unauthorized", { code: close.code });
-      } else if (!this.wanted || close.code === CLOSE_NORMAL) {
+      } else if (!this.wanted || close.code === CLOSE_NORMAL || close.code === CLOSE_TIMEOUT) {
         this.wanted = false;
         this.onState("closed", { code: close.code });
       } else {
@@ -102,9 +108,18 @@ export class VoiceConnection {
     return this.started && this.socket?.readyState === WebSocket.OPEN;
   }
 
-  send(event) {
-    if (!this.ready) return false;
-    this.socket.send(JSON.stringify(event));
+  /**
+   * Sends now if the session is open. With `reconnect`, a closed session (e.g. after the idle
+   * timeout) is opened again and the event sent once it has started.
+   */
+  send(event, { reconnect = false } = {}) {
+    if (this.ready) {
+      this.socket.send(JSON.stringify(event));
+      return true;
+    }
+    if (this.wanted || !reconnect) return false;
+    this.queued.push(event);
+    this.connect();
     return true;
   }
 
