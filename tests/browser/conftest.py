@@ -37,9 +37,36 @@ CHROMIUM_FLAGS = [
 ]
 
 
+class Daphne:
+    """A daphne process serving the project on a fixed port; it can be stopped and started again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path, self.port = env, log_path, free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [*command, "realtime.asgi:application"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_listening(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
 @contextmanager
 def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
-    """Migrate, seed the demo data and serve with daphne; yields the base URL and credentials."""
+    """Migrate, seed the demo data and serve with daphne; yields the base URL and credentials
+    (and `daphne`, to stop and restart the server)."""
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
         "VOZ_DATA_DIR": str(data),
@@ -52,33 +79,16 @@ def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Itera
     seeded = subprocess.run(
         [*manage, "seed_demo", "--json"], cwd=ROOT, env=env, check=True, capture_output=True
     )
-    credentials = json.loads(seeded.stdout)
-    port = free_port()
-    log = (data / "daphne.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "realtime.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    daphne = Daphne(env, data / "daphne.log")
+    daphne.start()
     try:
-        wait_until_listening(port, process)
-        yield {"base": f"http://127.0.0.1:{port}", "log": data / "daphne.log", **credentials}
+        yield {
+            "base": f"http://127.0.0.1:{daphne.port}",
+            "daphne": daphne,
+            **json.loads(seeded.stdout),
+        }
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        daphne.stop()
 
 
 @pytest.fixture(scope="module")

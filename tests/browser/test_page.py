@@ -7,7 +7,15 @@ import re
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import api_get, launch, running_server, screenshot, sign_in
+from tests.browser.conftest import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    api_get,
+    launch,
+    running_server,
+    screenshot,
+    sign_in,
+)
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +175,37 @@ def test_page_fits_a_phone_screen(browser, server):
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= 360
     screenshot(page, "page-phone-es.png")
+
+
+def test_connection_lost_banner_and_automatic_reconnect(browser, tmp_path):
+    with running_server(tmp_path) as served:
+        page = browser.new_page(locale="en-US")
+        sign_in(page, served["base"], served, next_path="/?instance=nova")
+        app = page.locator("#voz-app")
+        expect(app).to_have_attribute("data-connection", "open", timeout=30000)
+        first_session = app.get_attribute("data-session")
+
+        served["daphne"].stop()
+        expect(app).to_have_attribute("data-connection", "reconnecting")
+        expect(page.locator("#banner")).to_contain_text("Connection lost. Reconnecting in")
+        page.wait_for_timeout(2500)  # a failed attempt or two: the back-off grows
+        served["daphne"].start()
+
+        expect(app).to_have_attribute("data-connection", "open", timeout=20000)
+        expect(page.get_by_text("Connection lost")).to_be_hidden()
+        assert app.get_attribute("data-session") not in {"", first_session}
+
+
+def test_denied_microphone_says_so(playwright, server):
+    # No --use-fake-ui-for-media-stream: the permission prompt is refused.
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream"]
+    )
+    try:
+        page = browser.new_page(locale="en-US")
+        sign_in(page, server["base"], server)
+        page.get_by_role("button", name="Start microphone").click()
+        expect(page.locator("#banner")).to_contain_text("Microphone access was denied")
+        expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "false")
+    finally:
+        browser.close()
