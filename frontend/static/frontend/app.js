@@ -23,6 +23,7 @@ const state = {
   instance: null,
   conversationId: null, // continued on reconnect
   responseId: null, // the response in progress (between response.started and response.done)
+  lastUserMessageId: null, // finds the conversation when the server does not name it
   replies: new Map(), // response_id → its <li>
   talking: false, // push-to-talk button held
   peakLevel: 0,
@@ -182,6 +183,7 @@ function onServerEvent(event) {
     }
     case "transcript.final":
       $("partial").textContent = "";
+      state.lastUserMessageId = event.message_id || state.lastUserMessageId;
       if (event.text) addMessage("user", event.text).dataset.messageId = event.message_id || "";
       break;
     case "response.started":
@@ -203,7 +205,7 @@ function onServerEvent(event) {
       item.dataset.messageId = event.message_id || "";
       if (event.interrupted) markInterrupted(item);
       if (state.responseId === event.response_id) state.responseId = null;
-      (state.conversationId ? Promise.resolve() : findConversation(event.message_id))
+      (state.conversationId ? Promise.resolve() : findConversation(event.message_id || state.lastUserMessageId))
         .then(refreshHistory)
         .catch((error) => showBanner(fmt(T.load_failed, { message: error.message }), "load"));
       break;
