@@ -121,16 +121,18 @@ class Turn:
         spoken_text: str | None = None,
         interrupted: bool = False,
         error: str | None = None,
+        timings: dict[str, Any] | None = None,
     ) -> Message:
-        """Store (or update) the assistant message. `spoken_text` overrides the stored text."""
+        """Store (or update) the assistant message. `spoken_text` overrides the stored text;
+        `timings` (e.g. the voice loop's latency figures) are merged into the stored ones."""
         async with self._lock:
             if self.assistant_message is None:
                 self.assistant_message = await sync_to_async(_assistant_create)(
-                    self, spoken_text, interrupted, error
+                    self, spoken_text, interrupted, error, timings or {}
                 )
             else:
                 await sync_to_async(_assistant_update)(
-                    self.assistant_message, spoken_text, interrupted, error
+                    self.assistant_message, spoken_text, interrupted, error, timings or {}
                 )
             return self.assistant_message
 
@@ -458,7 +460,11 @@ def _summary_save(conversation_id: Any, summary: str, folded: int) -> None:
 
 
 def _assistant_create(
-    turn: Turn, spoken_text: str | None, interrupted: bool, error: str | None
+    turn: Turn,
+    spoken_text: str | None,
+    interrupted: bool,
+    error: str | None,
+    extra_timings: dict[str, Any],
 ) -> Message:
     llm = turn.llm
     result = llm.result if llm else None
@@ -475,6 +481,7 @@ def _assistant_create(
         timings["total_ms"] = result.total_ms if result else llm.elapsed_ms()
     if result is not None:
         timings["finish_reason"] = result.finish_reason
+    timings.update(extra_timings)
     message = Message.objects.create(
         conversation_id=turn.conversation.pk,
         role=Message.Role.ASSISTANT,
@@ -493,13 +500,18 @@ def _assistant_create(
 
 
 def _assistant_update(
-    message: Message, spoken_text: str | None, interrupted: bool, error: str | None
+    message: Message,
+    spoken_text: str | None,
+    interrupted: bool,
+    error: str | None,
+    extra_timings: dict[str, Any],
 ) -> None:
     if spoken_text is not None:
         message.text = spoken_text
     message.interrupted = message.interrupted or interrupted
     message.error = (error or message.error)[:200]
-    message.save(update_fields=["text", "interrupted", "error"])
+    message.timings = {**message.timings, **extra_timings}
+    message.save(update_fields=["text", "interrupted", "error", "timings"])
 
 
 def _conversation_end(conversation_id: Any) -> Conversation:

@@ -70,6 +70,8 @@ async def start_reply(*, instance, user, text: str, conversation_id, channel: st
 
 async def end_conversation(conversation_id) -> None:
     """Marks the conversation ended (which lets memory consolidation run in the background)."""
+    from characters.models import Conversation
     from conversation import services as conversation_services
 
-    await conversation_services.conversation_end(conversation_id=conversation_id)
+    conversation = await Conversation.objects.aget(pk=conversation_id)
+    await conversation_services.conversation_end(conversation=conversation)
