@@ -179,3 +179,32 @@ def test_stop_button_interrupts_the_reply(browser, server, fake_llm):
     # Stored is what was heard: the first sentence(s), not the whole story.
     assert assistant["text"].startswith("Let me tell you a long story")
     assert len(assistant["text"]) < len(LONG_REPLY)
+
+
+def test_speaking_over_the_reply_stops_it(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(LONG_REPLY, token_delay=0.05), Reply(SPOKEN_REPLY))
+    page = open_talk_page(browser, server)
+    page.get_by_label("Type instead").fill("Tell me a long story.")
+    page.get_by_label("Type instead").press("Enter")
+    reply = page.locator("#log .msg.assistant").first
+    expect(reply).to_be_visible(timeout=30000)
+    response_id = reply.get_attribute("data-response-id")
+    page.wait_for_function(
+        "(id) => window.vozEvents.some((e) => e.type === 'playback.start' && e.response_id === id)",
+        arg=response_id,
+        timeout=30000,
+    )
+
+    page.get_by_role("button", name="Start microphone").click()  # the visitor starts talking
+    page.wait_for_function(
+        "(id) => window.vozEvents.some((e) => e.type === 'playback.stopped' && e.response_id === id)",
+        arg=response_id,
+        timeout=20000,
+    )
+    expect(reply).to_have_attribute("data-state", "interrupted", timeout=15000)
+    # The words that interrupted become the next turn.
+    expect(page.locator("#log .msg.user")).to_have_count(2, timeout=30000)
+    ends = [e for e in playback_events(page, response_id) if e["type"] == "playback.end"]
+    assert len(ends) < len(LONG_REPLY.split(". "))  # not every sentence was heard
