@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from accounts.auth import api_auth
+from audio_pipeline.api import router as speech_router
 from characters.api import router as characters_router
 from characters.services import InUse, NameTaken
 from conversation.api import router as conversation_router
@@ -27,6 +28,7 @@ api = NinjaAPI(
 )
 api.add_router("/", characters_router)
 api.add_router("/", conversation_router)
+api.add_router("/", speech_router)
 
 
 def error_response(

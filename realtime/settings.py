@@ -234,3 +234,48 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+
+# Speech (audio_pipeline): see docs/speech.md.
+def _env_by_language(prefix: str) -> dict[str, str]:
+    """`PREFIX_ES=x`, `PREFIX_ES_MX=y` → {"es": "x", "es-mx": "y"} (language tags, lower case)."""
+    return {
+        name[len(prefix) :].lower().replace("_", "-"): value.strip()
+        for name, value in os.environ.items()
+        if name.startswith(prefix) and len(name) > len(prefix) and value.strip()
+    }
+
+
+STT_ENGINES = env_list("STT_ENGINES", "vosk,pocketsphinx")
+STT_ENGINES_BY_LANGUAGE = {
+    lang: [item.strip() for item in value.split(",") if item.strip()]
+    for lang, value in _env_by_language("STT_ENGINES_").items()
+}
+STT_SAMPLE_RATE = env_int("STT_SAMPLE_RATE", 16000)
+STT_MAX_UPLOAD_BYTES = env_int("STT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+STT_MAX_SECONDS = env_float("STT_MAX_SECONDS", 120.0)
+VOSK_MODEL_PATH = env_str("VOSK_MODEL_PATH")
+VOSK_MODELS = {
+    lang: path for lang, path in _env_by_language("VOSK_MODEL_").items() if lang != "path"
+}
+VOSK_MODELS_URL = env_str("VOSK_MODELS_URL", "https://alphacephei.com/vosk/models")
+MODELS_DIR = Path(env_str("VOZ_MODELS_DIR", str(DATA_DIR / "models")))
+
+TTS_ENGINES = env_list("TTS_ENGINES", "edge,piper,espeak")
+TTS_ENGINES_BY_LANGUAGE = {
+    lang: [item.strip() for item in value.split(",") if item.strip()]
+    for lang, value in _env_by_language("TTS_ENGINES_").items()
+}
+TTS_MAX_CHARS = env_int("TTS_MAX_CHARS", 2000)
+TTS_CIRCUIT_SECONDS = env_float("TTS_CIRCUIT_SECONDS", 60.0)
+TTS_CONNECT_TIMEOUT = env_float("TTS_CONNECT_TIMEOUT", 5.0)
+TTS_CHUNK_TIMEOUT = env_float("TTS_CHUNK_TIMEOUT", 5.0)
+TTS_EDGE_VOICES = dict(
+    item.split("=", 1)
+    for item in env_list("TTS_EDGE_VOICES", "es=es-ES-AlvaroNeural,en=en-US-AriaNeural")
+    if "=" in item
+)
+TTS_EDGE_PROXY = env_str("TTS_EDGE_PROXY")
+TTS_PIPER_MODEL = env_str("TTS_PIPER_MODEL")
+TTS_ESPEAK_BINARY = env_str("TTS_ESPEAK_BINARY", "espeak-ng")
+SENTENCE_MAX_CHARS = env_int("SENTENCE_MAX_CHARS", 200)

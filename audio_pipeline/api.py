@@ -1,0 +1,173 @@
+"""HTTP speech services: POST /api/stt, POST /api/tts, GET /api/voices.
+
+Errors are the API's JSON errors; the codes are listed in docs/speech.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from ninja import Field, Router, Schema
+
+from characters.models import LANGUAGE_VALIDATOR
+
+from .formats import INPUT_FORMATS_HELP, AudioFormatError
+from .services import AudioTooLong, transcribe_file, tts_body
+from .stt import SttUnavailable
+from .tts import (
+    TtsUnavailable,
+    UnknownVoice,
+    engines_report,
+    synthesize_with_fallback,
+    voice_map_for,
+)
+
+router = Router(tags=["speech"])
+
+
+class WordOut(Schema):
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+class SttOut(Schema):
+    text: str
+    language: str
+    engine: str
+    duration_s: float
+    words: list[WordOut]
+
+
+class TtsIn(Schema):
+    text: str = Field(..., min_length=1)
+    voice: str | None = None
+    language: str = "en"
+    format: Literal["mp3", "wav", "pcm16", "ogg"] = "mp3"
+
+
+def _error(request: HttpRequest, status: int, code: str, detail: str) -> HttpResponse:
+    from realtime.api import error_response  # realtime.api imports this module.
+
+    return error_response(request, status, code, detail, [{"field": "", "message": detail}])
+
+
+def _bad_language(language: str) -> str | None:
+    try:
+        LANGUAGE_VALIDATOR(language)
+    except ValidationError as exc:
+        return exc.messages[0]
+    return None
+
+
+class UploadTooLarge(ValueError):
+    pass
+
+
+def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
+    """(audio bytes, its content type, language from the form) from multipart or a raw body."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if content_type.startswith("multipart/form-data"):
+        upload = request.FILES.get("file")
+        if upload is None:
+            return b"", "", request.POST.get("language")
+        if upload.size > settings.STT_MAX_UPLOAD_BYTES:
+            raise UploadTooLarge(f"The file is {upload.size} bytes")
+        return upload.read(), upload.content_type or "", request.POST.get("language")
+    try:
+        return request.body, content_type, None
+    except RequestDataTooBig as exc:
+        raise UploadTooLarge(f"The body is over HTTP_MAX_BODY_BYTES ({exc})") from exc
+
+
+@router.post("/stt", response=SttOut, summary="Transcribe an audio file")
+async def speech_to_text(request: HttpRequest, language: str = ""):
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    limit = settings.STT_MAX_UPLOAD_BYTES
+    if declared > limit and not request.META.get("CONTENT_TYPE", "").startswith("multipart/"):
+        return _error(
+            request,
+            413,
+            "upload_too_large",
+            f"The upload is {declared} bytes; the limit is {limit}.",
+        )
+    try:
+        data, content_type, form_language = await asyncio.to_thread(_read_upload, request)
+    except UploadTooLarge as exc:
+        return _error(request, 413, "upload_too_large", f"{exc}; the limit is {limit}.")
+    if len(data) > limit:
+        return _error(request, 413, "upload_too_large", f"The upload is larger than {limit} bytes.")
+    if not data:
+        return _error(
+            request,
+            422,
+            "no_audio",
+            f"Send the audio as the body or as a multipart 'file': {INPUT_FORMATS_HELP}.",
+        )
+    language = language or form_language or "en"
+    if problem := _bad_language(language):
+        return _error(request, 422, "validation_error", f"language: {problem}")
+    try:
+        result = await asyncio.to_thread(
+            transcribe_file, data, content_type=content_type, language=language
+        )
+    except AudioFormatError as exc:
+        return _error(request, 415, "unsupported_audio", str(exc))
+    except AudioTooLong as exc:
+        return _error(request, 413, "audio_too_long", str(exc))
+    except SttUnavailable as exc:
+        return _error(request, 422, "language_unsupported", str(exc))
+    return {
+        "text": result.text,
+        "language": language,
+        "engine": result.engine,
+        "duration_s": result.duration_s,
+        "words": [w.__dict__ for w in result.words],
+    }
+
+
+@router.post("/tts", summary="Speak text", response={200: None})
+async def text_to_speech(request: HttpRequest, payload: TtsIn):
+    if len(payload.text) > settings.TTS_MAX_CHARS:
+        return _error(
+            request,
+            422,
+            "text_too_long",
+            f"The text has {len(payload.text)} characters; the limit is {settings.TTS_MAX_CHARS}.",
+        )
+    if not payload.text.strip():
+        return _error(request, 422, "validation_error", "text: Say something (the text is blank).")
+    if problem := _bad_language(payload.language):
+        return _error(request, 422, "validation_error", f"language: {problem}")
+    try:
+        voices = voice_map_for(payload.voice) if payload.voice else {}
+    except UnknownVoice as exc:
+        return _error(request, 422, "unknown_voice", str(exc))
+    try:
+        stream = await synthesize_with_fallback(
+            payload.text, language=payload.language, voices=voices
+        )
+    except TtsUnavailable as exc:
+        return _error(request, 503, "tts_unavailable", str(exc))
+    body = await tts_body(stream, payload.format)
+    response = (
+        StreamingHttpResponse(body.chunks, content_type=body.content_type)
+        if body.data is None
+        else HttpResponse(body.data, content_type=body.content_type)
+    )
+    response["X-Voz-Engine"] = stream.engine
+    if stream.voice:
+        response["X-Voz-Voice"] = stream.voice
+    response["X-Voz-Sample-Rate"] = str(body.sample_rate)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/voices", summary="TTS engines, whether each is available, and their voices")
+async def list_voices(request: HttpRequest):
+    return {"engines": await asyncio.to_thread(engines_report)}

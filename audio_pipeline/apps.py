@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class AudioPipelineConfig(AppConfig):
+    name = "audio_pipeline"
+    verbose_name = "Speech: STT, TTS and audio formats"
+
+    def ready(self) -> None:
+        from realtime import readiness
+
+        from .stt.selection import readiness as stt_readiness
+        from .tts.chain import readiness as tts_readiness
+
+        readiness.register("stt", stt_readiness)
+        readiness.register("tts", tts_readiness)

@@ -1,0 +1,29 @@
+"""Text to speech: `synthesize_with_fallback(text, language=..., voices=...)` and the types."""
+
+from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, Voice
+from .chain import (
+    ENGINES,
+    TtsStream,
+    TtsUnavailable,
+    UnknownVoice,
+    breaker,
+    engines_report,
+    synthesize_with_fallback,
+    voice_map_for,
+)
+
+__all__ = [
+    "ENGINES",
+    "AudioChunk",
+    "CircuitBreaker",
+    "TtsEngine",
+    "TtsError",
+    "TtsStream",
+    "TtsUnavailable",
+    "UnknownVoice",
+    "Voice",
+    "breaker",
+    "engines_report",
+    "synthesize_with_fallback",
+    "voice_map_for",
+]

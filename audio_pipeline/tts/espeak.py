@@ -1,0 +1,100 @@
+"""espeak-ng: offline, robotic, every language; the last resort (and Spanish offline)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import struct
+import subprocess
+from collections.abc import AsyncIterator
+from functools import lru_cache
+
+from django.conf import settings
+
+from .base import AudioChunk, TtsError, Voice, base_language
+
+DEFAULT_VOICES = {"en": "en-us", "es": "es"}
+
+
+@lru_cache(maxsize=1)
+def _installed_voices() -> tuple[Voice, ...]:
+    binary = shutil.which(settings.TTS_ESPEAK_BINARY)
+    if not binary:
+        return ()
+    listing = subprocess.run(
+        [binary, "--voices"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+    voices = []
+    for line in listing.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 4:
+            voices.append(Voice(parts[1], "espeak", parts[1], parts[3]))
+    return tuple(voices)
+
+
+def parse_wav_pcm16(data: bytes) -> tuple[bytes, int]:
+    """PCM16 and rate from a WAV whose sizes may be unset (espeak-ng --stdout streams it)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise TtsError("espeak-ng did not write a WAV file")
+    pos, rate = 12, 0
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if chunk_id == b"fmt ":
+            rate = struct.unpack("<I", data[pos + 12 : pos + 16])[0]
+        elif chunk_id == b"data":
+            pcm = data[pos + 8 :]
+            return pcm[: len(pcm) // 2 * 2], rate
+        pos += 8 + size + (size & 1)
+    raise TtsError("espeak-ng's WAV has no data chunk")
+
+
+class EspeakTts:
+    name = "espeak"
+
+    def available(self) -> tuple[bool, str]:
+        if not shutil.which(settings.TTS_ESPEAK_BINARY):
+            return False, f"{settings.TTS_ESPEAK_BINARY} not found (apt-get install espeak-ng)"
+        return True, ""
+
+    def supports(self, language: str) -> bool:
+        names = {v.name.lower() for v in _installed_voices()}
+        base = base_language(language)
+        return any(n in (language.lower(), base) or n.startswith(base + "-") for n in names)
+
+    def default_voice(self, language: str) -> str | None:
+        names = {v.name.lower() for v in _installed_voices()}
+        tag = language.lower()
+        if tag in names:
+            return tag
+        return DEFAULT_VOICES.get(base_language(language), base_language(language))
+
+    def knows_voice(self, voice: str) -> bool:
+        return voice.lower() in {v.name.lower() for v in _installed_voices()}
+
+    def voices(self) -> list[Voice]:
+        return list(_installed_voices())
+
+    async def synthesize(
+        self, text: str, *, language: str, voice: str | None
+    ) -> AsyncIterator[AudioChunk]:
+        binary = shutil.which(settings.TTS_ESPEAK_BINARY)
+        if not binary:
+            raise TtsError("espeak-ng is not installed")
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            "-v",
+            voice or self.default_voice(language) or "en",
+            "--stdout",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(text.encode()), timeout=30)
+        except TimeoutError as exc:
+            process.kill()
+            raise TtsError("espeak-ng timed out") from exc
+        if process.returncode != 0:
+            raise TtsError(f"espeak-ng failed: {err.decode(errors='replace')[:200]}")
+        pcm, rate = parse_wav_pcm16(out)
+        yield AudioChunk(pcm, "pcm16", rate)
