@@ -50,13 +50,29 @@ async def synthesize_sentence(
     text: str, *, language: str, voices: dict[str, str], output_format: str
 ) -> SentenceAudio:
     """One sentence as one complete, playable unit in the session's output format."""
-    from audio_pipeline import formats, tts
+    from audio_pipeline import tts
 
-    result = await tts.synthesize_complete(text, language=language, voices=voices)
-    data, sample_rate = await sync_to_async(formats.convert_for_output, thread_sensitive=False)(
-        result.data, result.format, result.sample_rate, output_format
+    stream = await tts.synthesize_with_fallback(text, language=language, voices=voices)
+    chunks = [chunk async for chunk in stream]
+    data, sample_rate = await sync_to_async(_complete_audio, thread_sensitive=False)(
+        chunks, output_format
     )
-    return SentenceAudio(data, output_format, sample_rate, result.engine)
+    return SentenceAudio(data, output_format, sample_rate, stream.engine)
+
+
+def _complete_audio(chunks: list, output_format: str) -> tuple[bytes, int]:
+    """Join an engine's chunks (raw PCM16 pieces, or pieces of one MP3 stream) and encode."""
+    from audio_pipeline import formats
+
+    rate = chunks[0].sample_rate
+    if chunks[0].format == "pcm16":
+        pcm = b"".join(
+            formats.resample_pcm16(chunk.data, chunk.sample_rate, rate) for chunk in chunks
+        )
+    else:
+        joined = b"".join(chunk.data for chunk in chunks)
+        pcm = formats.decode_audio(joined, target_rate=rate).pcm
+    return formats.encode(pcm, rate, output_format), rate
 
 
 async def start_reply(*, instance, user, text: str, conversation_id, channel: str = "ws"):
