@@ -173,9 +173,13 @@ class StreamResampler:
         )
 
     def process(self, pcm: bytes, *, last: bool = False) -> bytes:
+        """Resample a chunk; `last=True` flushes, and the next chunk starts a new stream."""
         if self._stream is None:
             return pcm
-        return _to_pcm16(self._stream.resample_chunk(_from_pcm16(pcm), last=last))
+        out = _to_pcm16(self._stream.resample_chunk(_from_pcm16(pcm), last=last))
+        if last:
+            self._stream.clear()
+        return out
 
 
 def _from_pcm16(pcm: bytes) -> np.ndarray:

@@ -12,6 +12,13 @@ from django.test import Client
 from accounts.services import token_create
 from characters import services
 from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
+from tests.speech_samples import (  # noqa: F401  (fixtures; edge-tts kept offline everywhere)
+    _offline_edge_and_fresh_breakers,
+    english_16k,
+    english_speech,
+    english_text,
+    english_wav,
+)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-API_KEY = "sk-test-fake-key-0123456789"
+API_KEY = "fake-openai-key-for-tests"
 
 
 @dataclass

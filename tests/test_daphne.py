@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_listening(port: int, process: subprocess.Popen, limit_s: float = 30) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited: {process.stdout.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("daphne did not start listening")
+from tests.servers import prepare_database, server_env, start_daphne
 
 
 def get(url: str, token: str | None = None) -> tuple[int, bytes, dict]:
@@ -48,48 +23,13 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes, dict]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("served")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-        "VOZ_DATA_DIR": str(data),
-        "VOZ_ENV_FILE": str(data / ".env"),
-        "DJANGO_SETTINGS_MODULE": "realtime.settings",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    seeded = subprocess.run(
-        [*manage, "seed_demo", "--json"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    credentials = json.loads(seeded.stdout)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "realtime.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = server_env(tmp_path_factory.mktemp("served"))
+    credentials = prepare_database(env)
+    daphne = start_daphne(env)
     try:
-        wait_until_listening(port, process)
-        yield f"http://127.0.0.1:{port}", credentials
+        yield daphne.http, credentials
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        daphne.stop()
 
 
 def test_served_api_lists_demo_characters(server):

@@ -63,8 +63,8 @@ class VoiceSession:
         )
         self.rate_limiter = TurnRateLimiter(self.limits.turns_per_minute)
         self.context: SessionContext | None = None
+        self.transcriber = None
         self.input_rate = 16000
-        self.recognizer = None
         self.clock = SpeechClock()
         self.audio_queue: asyncio.Queue = asyncio.Queue(AUDIO_QUEUE_ITEMS)
         self.response: ResponseRun | None = None
@@ -138,8 +138,10 @@ class VoiceSession:
         language = start.language or character.language
         stt_engine = None
         try:
-            self.recognizer = await asyncio.to_thread(engines.open_recognizer, language)
-            stt_engine = getattr(self.recognizer, "engine", None)
+            self.transcriber = await asyncio.to_thread(
+                engines.open_transcriber, language, start.input_audio.sample_rate
+            )
+            stt_engine = self.transcriber.engine
         except Exception as exc:
             logger.warning("No recogniser for %s: %s", language, exc)
             self._emit(error_event("stt_failed", f"Speech recognition is unavailable: {exc}"))
@@ -173,7 +175,7 @@ class VoiceSession:
             },
             observe=True,
         )
-        if self.recognizer is not None:
+        if self.transcriber is not None:
             self._spawn(self._recognition())
 
     async def end(self) -> None:
@@ -197,6 +199,8 @@ class VoiceSession:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transcriber is not None:
+            self.transcriber.close()
 
     async def _shutdown(self, code: int) -> None:
         if self.closing:
@@ -228,7 +232,7 @@ class VoiceSession:
         self._require_started()
         if len(data) % 2:
             raise ProtocolError("bad_audio", "PCM16 frames must hold whole 16-bit samples.")
-        if self.recognizer is None:
+        if self.transcriber is None:
             raise ProtocolError("stt_failed", "Speech recognition is unavailable in this session.")
         self._enqueue_audio(data)
 
@@ -242,21 +246,15 @@ class VoiceSession:
 
     async def _recognition(self) -> None:
         """The recognition stage: runs for the whole session, also while replies play."""
-        recognizer = self.recognizer
-        target_rate = recognizer.sample_rate
+        transcriber = self.transcriber
         while True:
             item = await self.audio_queue.get()
             try:
                 if item is _COMMIT:
-                    final = await asyncio.to_thread(recognizer.finish)
-                    await self._on_transcript(final, committed=True)
+                    await self._on_transcript(await transcriber.finish(), committed=True)
                     continue
-                seconds = len(item) / 2 / self.input_rate
-                self.clock.add(seconds)
-                pcm = await asyncio.to_thread(
-                    engines.resample_pcm16, item, self.input_rate, target_rate
-                )
-                for transcript in await asyncio.to_thread(recognizer.accept, pcm):
+                self.clock.add(len(item) / 2 / self.input_rate)
+                for transcript in await transcriber.accept(item):
                     await self._on_transcript(transcript)
             except asyncio.CancelledError:
                 raise

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import wave
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from tests.test_daphne import ROOT, free_port, wait_until_listening
+from tests.servers import ROOT, free_port, prepare_database, server_env
 
 CHROMIUM = os.environ.get("VOZ_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -37,14 +39,15 @@ CHROMIUM_FLAGS = [
 ]
 
 
-class Daphne:
-    """A daphne process serving the project on a fixed port; it can be stopped and started again."""
+class RestartableDaphne:
+    """daphne on a fixed port that can be stopped and started again (the page reconnects)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path, self.port = env, log_path, free_port()
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env, self.port = env, free_port()
+        self.log_path = Path(env["VOZ_DATA_DIR"]) / "daphne.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, limit_s: float = 60) -> None:
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
@@ -54,7 +57,16 @@ class Daphne:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until_listening(self.port, self.process)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log_path.read_text(errors='replace')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError("daphne did not start listening")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -65,28 +77,14 @@ class Daphne:
 
 @contextmanager
 def running_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[dict]:
-    """Migrate, seed the demo data and serve with daphne; yields the base URL and credentials
-    (and `daphne`, to stop and restart the server)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-        "VOZ_DATA_DIR": str(data),
-        "VOZ_ENV_FILE": str(data / ".env"),
-        "DJANGO_SETTINGS_MODULE": "realtime.settings",
-        **(extra_env or {}),
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    seeded = subprocess.run(
-        [*manage, "seed_demo", "--json"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    daphne = Daphne(env, data / "daphne.log")
+    """A migrated, seeded database served by daphne; yields the base URL, the demo credentials
+    and `daphne` (to stop and restart the server)."""
+    env = server_env(data, **(extra_env or {}))
+    credentials = prepare_database(env)
+    daphne = RestartableDaphne(env)
     daphne.start()
     try:
-        yield {
-            "base": f"http://127.0.0.1:{daphne.port}",
-            "daphne": daphne,
-            **json.loads(seeded.stdout),
-        }
+        yield {"base": f"http://127.0.0.1:{daphne.port}", "daphne": daphne, **credentials}
     finally:
         daphne.stop()
 
