@@ -51,3 +51,15 @@ ensure_postgres() {
     su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null 2>&1 || true
   fi
 }
+
+# The browser tests (tests/browser/) drive Debian's Chromium with a fake microphone playing
+# speech made offline with espeak-ng and converted with sox.
+ensure_chromium() {
+  local chromium="${VOZ_CHROMIUM:-/usr/bin/chromium}" missing=()
+  [ -x "$chromium" ] || missing+=(chromium)
+  command -v sox >/dev/null 2>&1 || missing+=(sox)
+  command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  apt_install "${missing[@]}" || die "The browser tests need ${missing[*]}: install them (apt-get install -y ${missing[*]}) or set VOZ_CHROMIUM to a Chromium binary."
+  [ -x "$chromium" ] || die "Chromium is not at $chromium after installing; set VOZ_CHROMIUM to its path."
+}

@@ -1,0 +1,210 @@
+"""Voice chat end to end in a real Chromium: fake microphone → daphne (/ws/voice/) → STT → the
+model (a fake OpenAI-compatible server) → TTS → the page's playback queue."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import (
+    SPOKEN,
+    api_get,
+    launch,
+    running_server,
+    screenshot,
+    sign_in,
+)
+
+SPOKEN_REPLY = "Hello, visitor! A nebula is a cloud of gas and dust in space."
+TYPED_REPLY = "Nebulae are clouds of gas. Stars are born inside them."
+LONG_REPLY = " ".join(
+    [
+        "Let me tell you a long story about the starship Lumen.",
+        "We left the harbour of Titan on a quiet morning.",
+        "Bolt checked every engine twice, as he always does.",
+        "Then a comet crossed our path and lit the whole bridge.",
+        "We followed its tail for three days and three nights.",
+        "At the end we found a nebula shaped like a rose.",
+        "Nobody on Earth had ever seen it before.",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    from tests.fake_openai import FakeOpenAI  # the conversation engine's test server
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fake_llm):
+    env = {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "test",
+        "LLM_ENGINE": "openai",
+    }
+    with running_server(tmp_path_factory.mktemp("voice"), env) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, speech_wav) -> Browser:
+    browser = launch(playwright, speech_wav)
+    yield browser
+    browser.close()
+
+
+def open_talk_page(browser: Browser, server: dict) -> Page:
+    page = browser.new_page(locale="en-US")
+    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
+    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
+    return page
+
+
+def playback_events(page: Page, response_id: str) -> list[dict]:
+    return page.evaluate(
+        "(id) => window.vozEvents.filter((event) => event.response_id === id)", response_id
+    )
+
+
+def last_user_text(fake_llm) -> str:
+    messages = fake_llm.requests[-1].messages
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def test_talk_with_the_microphone_hears_the_reply(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(SPOKEN_REPLY, token_delay=0.08))
+    page = open_talk_page(browser, server)
+    page.get_by_role("button", name="Start microphone").click()
+
+    user = page.locator("#log .msg.user").first
+    expect(user).to_be_visible(timeout=40000)
+    transcript = user.locator(".text").inner_text().strip()
+    spoken_words = set(SPOKEN.lower().replace(".", "").replace("?", "").split())
+    assert len(spoken_words & set(transcript.lower().split())) >= 3, transcript
+    assert last_user_text(fake_llm) == transcript  # what was recognised is what the model got
+    assert float(page.locator("#voz-app").get_attribute("data-input-level")) > 0.01
+    assert int(page.locator("#voz-app").get_attribute("data-frames-sent")) > 10
+
+    reply = page.locator("#log .msg.assistant").first
+    expect(reply.locator(".text")).not_to_be_empty(timeout=20000)
+    screenshot(page, "voice-mid-conversation.png")
+    expect(reply).to_have_attribute("data-state", "done", timeout=30000)
+    expect(reply.locator(".text")).to_have_text(SPOKEN_REPLY)
+    assert int(reply.get_attribute("data-deltas")) > 3  # streamed, not delivered at once
+
+    response_id = reply.get_attribute("data-response-id")
+    page.wait_for_function(
+        "(id) => window.vozEvents.filter((e) => e.type === 'playback.end'"
+        " && e.response_id === id).length >= 2",
+        arg=response_id,
+        timeout=30000,
+    )
+    events = playback_events(page, response_id)
+    starts = [e for e in events if e["type"] == "playback.start"]
+    ends = [e for e in events if e["type"] == "playback.end"]
+    assert [e["index"] for e in starts] == [0, 1]
+    assert [e["index"] for e in ends] == [0, 1]
+    # Back to back: the second sentence starts when the first one ends (no gap, no overlap).
+    assert abs(starts[1]["t"] - ends[0]["t"]) < 150
+    assert not [e for e in events if e["type"] == "playback.stopped"]
+    expect(reply.locator(".latency")).to_contain_text("ms", timeout=10000)
+    screenshot(page, "voice-after-reply.png")
+
+
+def test_type_a_message_and_get_the_reply(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(TYPED_REPLY, token_delay=0.02))
+    page = open_talk_page(browser, server)
+    page.get_by_label("Type instead").fill("What is a nebula?")
+    page.get_by_label("Type instead").press("Enter")
+
+    expect(page.locator("#log .msg.user .text")).to_have_text(["What is a nebula?"])
+    reply = page.locator("#log .msg.assistant").first
+    expect(reply).to_have_attribute("data-state", "done", timeout=30000)
+    expect(reply.locator(".text")).to_have_text(TYPED_REPLY)
+    assert last_user_text(fake_llm) == "What is a nebula?"
+
+    # The conversation is in the instance's history, with both messages.
+    expect(page.locator("#voz-app")).to_have_attribute("data-conversation", re.compile(".+"))
+    conversation_id = page.locator("#voz-app").get_attribute("data-conversation")
+    page.locator("#history summary").click()
+    page.locator(f"button[data-conversation-id='{conversation_id}']").click()
+    expect(page.locator("#history-messages li")).to_have_text(["What is a nebula?", TYPED_REPLY])
+
+
+def test_stop_button_interrupts_the_reply(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(LONG_REPLY, token_delay=0.05))
+    page = open_talk_page(browser, server)
+    page.get_by_label("Type instead").fill("Tell me a long story.")
+    page.get_by_label("Type instead").press("Enter")
+
+    reply = page.locator("#log .msg.assistant").first
+    expect(reply).to_be_visible(timeout=30000)
+    response_id = reply.get_attribute("data-response-id")
+    page.wait_for_function(
+        "(id) => window.vozEvents.some((e) => e.type === 'playback.start' && e.response_id === id)",
+        arg=response_id,
+        timeout=30000,
+    )
+    expect(page.get_by_role("button", name="Stop reply")).to_be_enabled()
+    page.get_by_role("button", name="Stop reply").click()
+
+    expect(reply).to_have_attribute("data-state", "interrupted", timeout=15000)
+    stopped = [e for e in playback_events(page, response_id) if e["type"] == "playback.stopped"]
+    assert len(stopped) == 1
+    time.sleep(1.5)  # late audio of the cancelled response must not play
+    events = playback_events(page, response_id)
+    assert not [e for e in events if e["type"] == "playback.start" and e["t"] > stopped[0]["t"]]
+    assert events[-1]["type"] == "playback.stopped"
+
+    expect(page.locator("#voz-app")).to_have_attribute("data-conversation", re.compile(".+"))
+    conversation_id = page.locator("#voz-app").get_attribute("data-conversation")
+    messages = api_get(
+        server["base"], server["token"], f"/api/conversations/{conversation_id}/messages"
+    )["items"]
+    assistant = [m for m in messages if m["role"] == "assistant"][-1]
+    assert assistant["interrupted"] is True
+    # Stored is what was heard: the first sentence(s), not the whole story.
+    assert assistant["text"].startswith("Let me tell you a long story")
+    assert len(assistant["text"]) < len(LONG_REPLY)
+
+
+def test_speaking_over_the_reply_stops_it(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(LONG_REPLY, token_delay=0.05), Reply(SPOKEN_REPLY))
+    page = open_talk_page(browser, server)
+    page.get_by_label("Type instead").fill("Tell me a long story.")
+    page.get_by_label("Type instead").press("Enter")
+    reply = page.locator("#log .msg.assistant").first
+    expect(reply).to_be_visible(timeout=30000)
+    response_id = reply.get_attribute("data-response-id")
+    page.wait_for_function(
+        "(id) => window.vozEvents.some((e) => e.type === 'playback.start' && e.response_id === id)",
+        arg=response_id,
+        timeout=30000,
+    )
+
+    page.get_by_role("button", name="Start microphone").click()  # the visitor starts talking
+    page.wait_for_function(
+        "(id) => window.vozEvents.some((e) => e.type === 'playback.stopped' && e.response_id === id)",
+        arg=response_id,
+        timeout=20000,
+    )
+    expect(reply).to_have_attribute("data-state", "interrupted", timeout=15000)
+    # The words that interrupted become the next turn.
+    expect(page.locator("#log .msg.user")).to_have_count(2, timeout=30000)
+    ends = [e for e in playback_events(page, response_id) if e["type"] == "playback.end"]
+    assert len(ends) < len(LONG_REPLY.split(". "))  # not every sentence was heard
