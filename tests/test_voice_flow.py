@@ -115,6 +115,8 @@ async def test_typed_turn_streams_text_sentences_and_audio_in_order(token, nova,
     ]
     assert str(stored[0][2]) == final["message_id"]
     assert str(stored[1][2]) == done["message_id"]
+    conversation_id = await database_sync_to_async(lambda: str(Conversation.objects.get().id))()
+    assert final["conversation_id"] == done["conversation_id"] == conversation_id
     system = fake_openai.chat_requests[-1].system
     assert "Her first officer is Bolt." in system and "nova" in system
     await ws.disconnect()
@@ -173,6 +175,7 @@ async def test_cancel_stops_audio_and_stores_only_what_was_sent(token, nova, fak
     events = seen + after
     done = next(e for e in after if e["type"] == "response.done")
     assert done["interrupted"] is True
+    assert done["message_id"]
     sent_indices = [event["index"] for event, _ in audio_pairs(events)]
     assert sent_indices == list(range(len(sent_indices)))
     sentences = {e["index"]: e["text"] for e in events if e["type"] == "response.sentence"}

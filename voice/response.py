@@ -76,6 +76,7 @@ class ResponseRun:
                     "type": "transcript.final",
                     "text": self.turn_input.text,
                     "message_id": str(turn.user_message.id),
+                    "conversation_id": str(turn.conversation.id),
                 },
                 observe=True,
             )
@@ -207,6 +208,7 @@ class ResponseRun:
             "text": self.spoken_text(),
             "interrupted": self.interrupted,
             "message_id": str(self.message_id) if self.message_id else None,
+            "conversation_id": _str_or_none(self.context.conversation_id),
         }
         if self.error:
             done["error"] = self.error
@@ -235,10 +237,15 @@ class ResponseRun:
         """Stop now: no more tokens, no more audio; waits until the reply is stored."""
         if self.task is None or self.task.done():
             return
-        self.interrupted = True
-        self.outbox.drop_audio_of(self.id)
-        self.task.cancel()
+        if not self.interrupted:  # Cancel once: a second cancel would cut the shielded save.
+            self.interrupted = True
+            self.outbox.drop_audio_of(self.id)
+            self.task.cancel()
         await asyncio.wait({self.task})  # Unlike `await task`, never re-raises our cancel.
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _describe(exc: BaseException) -> str:
