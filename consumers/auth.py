@@ -56,6 +56,12 @@ def token_from_scope(scope: dict) -> str | None:
     return None
 
 
+def authenticated_user(scope: dict):
+    """The connection's active user, or None (the consumer then closes with 4401)."""
+    user = scope.get("user")
+    return user if user is not None and user.is_authenticated and user.is_active else None
+
+
 def accepted_subprotocol(scope: dict) -> str | None:
     """The subprotocol to accept: `voz.v1` when offered, never the token-bearing one."""
     offered = scope.get("subprotocols", ())

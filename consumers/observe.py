@@ -7,7 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ObjectDoesNotExist
 
 from characters import selectors
-from consumers.auth import accepted_subprotocol
+from consumers.auth import accepted_subprotocol, authenticated_user
 from voice import observe
 from voice.protocol import CLOSE_UNAUTHORIZED
 
@@ -18,8 +18,8 @@ class ObserveConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user = authenticated_user(self.scope)
+        if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         instance = await database_sync_to_async(_find)(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from consumers.auth import accepted_subprotocol
-
-CLOSE_UNAUTHORIZED = 4401
+from consumers.auth import accepted_subprotocol, authenticated_user
+from voice.protocol import CLOSE_UNAUTHORIZED
 
 
 class PingConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user = authenticated_user(self.scope)
+        if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         await self.accept(subprotocol=accepted_subprotocol(self.scope))

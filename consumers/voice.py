@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from consumers.auth import accepted_subprotocol
+from consumers.auth import accepted_subprotocol, authenticated_user
 from voice.protocol import CLOSE_UNAUTHORIZED
 from voice.session import VoiceSession
 
@@ -14,8 +14,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     session: VoiceSession | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user = authenticated_user(self.scope)
+        if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
