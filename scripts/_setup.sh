@@ -34,16 +34,28 @@ ensure_venv() {
   fi
 }
 
-# install_project EXTRAS: e.g. "" or "dev" or "dev,local"
+# install_project EXTRAS: e.g. "" or "dev". Re-installs only when pyproject.toml changed or an
+# extra is asked for that is not installed yet (so serve after test reuses the dev install).
 install_project() {
-  local extras="$1" spec="." stamp="$VENV/.voz-installed" want
+  local extras="$1" spec="." stamp="$VENV/.voz-installed" hash installed_hash="" installed="" extra missing=""
   [ -n "$extras" ] && spec=".[$extras]"
-  want="$(cat pyproject.toml | sha256sum | cut -c1-16) $extras"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  hash="$(sha256sum pyproject.toml | cut -c1-16)"
+  read -r installed_hash installed < "$stamp" 2>/dev/null || true
+  for extra in ${extras//,/ }; do
+    [[ ",${installed:-}," == *",$extra,"* ]] || missing="$missing $extra"
+  done
+  if [ "${installed_hash:-}" != "$hash" ] || [ -n "$missing" ]; then
+    [ "${installed_hash:-}" = "$hash" ] && [ -n "${installed:-}" ] && spec=".[${installed},${extras}]"
     log "Installing Voz and its dependencies ($spec)…"
     "$PY" -m pip install --quiet --disable-pip-version-check -e "$spec"
-    echo "$want" > "$stamp"
+    echo "$hash $(echo "$spec" | sed -E 's/^\.\[?//; s/\]$//')" > "$stamp"
   fi
+}
+
+# setting NAME...: print Django settings (space-separated), without starting Django's shell.
+setting() {
+  DJANGO_SETTINGS_MODULE=realtime.settings "$PY" -c \
+    'import sys; from django.conf import settings; print(*(getattr(settings, n) for n in sys.argv[1:]))' "$@"
 }
 
 prepare_database() {
