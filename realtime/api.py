@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from accounts.auth import api_auth
+from accounts.throttling import CallerRateThrottle
 from audio_pipeline.api import router as speech_router
 from characters.api import router as characters_router
 from characters.services import InUse, NameTaken
@@ -22,6 +23,7 @@ api = NinjaAPI(
     version="1",
     description="Characters, instances, memory and conversations for the Voz voice server.",
     auth=api_auth,
+    throttle=[CallerRateThrottle()],
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",

@@ -188,6 +188,7 @@ DESCRIPTION_MAX_CHARS = env_int("DESCRIPTION_MAX_CHARS", 8000)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
 NINJA_PAGINATION_MAX_LIMIT = 500
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")  # Per caller; empty: no limit.
 
 # The real-time voice loop (docs/protocol.md). daphne itself drops messages over 1 MiB.
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536)

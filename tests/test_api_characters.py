@@ -175,3 +175,13 @@ def test_openapi_schema_and_docs_are_public():
     assert "/api/characters" in paths
     assert "/api/instances/{instance_id}/memory/revisions/{revision_id}/restore" in paths
     assert client.get("/api/docs").status_code == 200
+
+
+def test_rate_limit_per_caller_is_a_clear_429(api, other_api, settings):
+    settings.API_RATE_LIMIT = "3/min"
+    assert [api.get("/api/characters").status_code for _ in range(3)] == [200, 200, 200]
+    limited = api.get("/api/characters")
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited["Retry-After"]) >= 1
+    assert other_api.get("/api/characters").status_code == 200  # Another caller is unaffected.
