@@ -215,12 +215,11 @@ async def test_speech_during_reply_barges_in(token, nova, fake_openai, english_1
         if e["type"] == "response.audio" and e["response_id"] == response_id
     ]
     assert late_audio == []
+    # response.done and its metrics leave together; the new turn follows.
+    metrics = await next_event(ws)
+    assert (metrics["type"], metrics["response_id"]) == ("metrics", response_id)
     rest = await events_until(ws, "metrics", timeout=60)
-    rest = (
-        rest
-        if any(e["type"] == "response.started" for e in rest)
-        else rest + await events_until(ws, "metrics", timeout=60)
-    )
+    assert any(e["type"] == "response.started" for e in rest)
     assert any(e["type"] == "transcript.final" for e in rest)
     stored = await database_sync_to_async(
         lambda: list(Message.objects.filter(role="assistant").order_by("created_at"))
@@ -299,8 +298,10 @@ async def test_session_end_ends_conversation_and_closes(token, nova, fake_openai
     ws = await connect(token)
     await start_session(ws, "nova")
     events = await typed_turn(ws, "Goodbye")
-    conversation_id = events[-2]["message_id"] and (
-        await database_sync_to_async(lambda: str(Conversation.objects.get().id))()
+    conversation_id = events[-2]["conversation_id"]
+    assert (
+        conversation_id
+        == await database_sync_to_async(lambda: str(Conversation.objects.get().id))()
     )
     await send(ws, {"type": "session.end"})
     ended = await next_event(ws)
