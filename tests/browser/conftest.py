@@ -109,6 +109,14 @@ def launch(playwright: Playwright, fake_audio: Path | None = None) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
 
 
+@pytest.fixture(scope="module")
+def browser(playwright, speech_wav) -> Browser:
+    """One Chromium per test module, with the fake microphone playing `speech_wav`."""
+    browser = launch(playwright, speech_wav)
+    yield browser
+    browser.close()
+
+
 def _synthesize(text: str, raw: Path) -> None:
     """English speech: Piper's natural voice when installed, else espeak-ng."""
     try:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from tests.browser.conftest import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     api_get,
-    launch,
     running_server,
     screenshot,
     sign_in,
@@ -22,13 +21,6 @@ from tests.browser.conftest import (
 def server(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("page")) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser(playwright, speech_wav) -> Browser:
-    browser = launch(playwright, speech_wav)
-    yield browser
-    browser.close()
 
 
 def test_sign_in_pick_instance_shows_memory_and_history(browser, server):

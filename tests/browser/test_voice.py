@@ -12,7 +12,6 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import (
     SPOKEN,
     api_get,
-    launch,
     running_server,
     screenshot,
     sign_in,
@@ -51,13 +50,6 @@ def server(tmp_path_factory, fake_llm):
     }
     with running_server(tmp_path_factory.mktemp("voice"), env) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser(playwright, speech_wav) -> Browser:
-    browser = launch(playwright, speech_wav)
-    yield browser
-    browser.close()
 
 
 def open_talk_page(browser: Browser, server: dict) -> Page:
@@ -142,14 +134,11 @@ def test_type_a_message_and_get_the_reply(browser, server, fake_llm):
     expect(page.locator("#history-messages li")).to_have_text(["What is a nebula?", TYPED_REPLY])
 
 
-def test_stop_button_interrupts_the_reply(browser, server, fake_llm):
-    from tests.fake_openai import Reply
-
-    fake_llm.script(Reply(LONG_REPLY, token_delay=0.05))
+def start_long_reply(browser: Browser, server: dict):
+    """Type a request and wait until the (scripted, long) reply's audio is playing."""
     page = open_talk_page(browser, server)
     page.get_by_label("Type instead").fill("Tell me a long story.")
     page.get_by_label("Type instead").press("Enter")
-
     reply = page.locator("#log .msg.assistant").first
     expect(reply).to_be_visible(timeout=30000)
     response_id = reply.get_attribute("data-response-id")
@@ -158,6 +147,14 @@ def test_stop_button_interrupts_the_reply(browser, server, fake_llm):
         arg=response_id,
         timeout=30000,
     )
+    return page, reply, response_id
+
+
+def test_stop_button_interrupts_the_reply(browser, server, fake_llm):
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply(LONG_REPLY, token_delay=0.05))
+    page, reply, response_id = start_long_reply(browser, server)
     expect(page.get_by_role("button", name="Stop reply")).to_be_enabled()
     page.get_by_role("button", name="Stop reply").click()
 
@@ -185,17 +182,7 @@ def test_speaking_over_the_reply_stops_it(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
     fake_llm.script(Reply(LONG_REPLY, token_delay=0.05), Reply(SPOKEN_REPLY))
-    page = open_talk_page(browser, server)
-    page.get_by_label("Type instead").fill("Tell me a long story.")
-    page.get_by_label("Type instead").press("Enter")
-    reply = page.locator("#log .msg.assistant").first
-    expect(reply).to_be_visible(timeout=30000)
-    response_id = reply.get_attribute("data-response-id")
-    page.wait_for_function(
-        "(id) => window.vozEvents.some((e) => e.type === 'playback.start' && e.response_id === id)",
-        arg=response_id,
-        timeout=30000,
-    )
+    page, reply, response_id = start_long_reply(browser, server)
 
     page.get_by_role("button", name="Start microphone").click()  # the visitor starts talking
     page.wait_for_function(
