@@ -46,6 +46,11 @@ def instance_get_by_name(*, user: AbstractBaseUser, name: str) -> CharacterInsta
     return instance_list(user=user).get(name__iexact=name)
 
 
+def instance_find_by_name(*, user: AbstractBaseUser, name: str) -> CharacterInstance | None:
+    """The caller's instance of that name (with its character loaded), or None."""
+    return instance_list(user=user).filter(name__iexact=name).first()
+
+
 def memory_revision_list(*, instance: CharacterInstance) -> QuerySet[MemoryRevision]:
     return instance.memory_revisions.select_related("author")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.core.exceptions import ObjectDoesNotExist
 
 from characters import selectors
 from consumers.auth import accepted_subprotocol, authenticated_user
@@ -22,8 +21,8 @@ class ObserveConsumer(AsyncJsonWebsocketConsumer):
         if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        instance = await database_sync_to_async(_find)(
-            user, self.scope["url_route"]["kwargs"]["name"]
+        instance = await database_sync_to_async(selectors.instance_find_by_name)(
+            user=user, name=self.scope["url_route"]["kwargs"]["name"]
         )
         if instance is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -45,10 +44,3 @@ class ObserveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-
-
-def _find(user, name: str):
-    try:
-        return selectors.instance_get_by_name(user=user, name=name)
-    except ObjectDoesNotExist:
-        return None

@@ -54,6 +54,11 @@ class SessionStart:
     conversation: str | None = None
 
 
+def str_or_none(value: Any) -> str | None:
+    """Ids in events are strings, or null."""
+    return None if value is None else str(value)
+
+
 def parse_message(raw: str) -> dict[str, Any]:
     try:
         message = json.loads(raw)

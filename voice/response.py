@@ -17,6 +17,7 @@ from typing import Any
 
 from . import engines
 from .outbox import Outbox
+from .protocol import str_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class ResponseRun:
             "text": self.spoken_text(),
             "interrupted": self.interrupted,
             "message_id": str(self.message_id) if self.message_id else None,
-            "conversation_id": _str_or_none(self.context.conversation_id),
+            "conversation_id": str_or_none(self.context.conversation_id),
         }
         if self.error:
             done["error"] = self.error
@@ -242,10 +243,6 @@ class ResponseRun:
             self.outbox.drop_audio_of(self.id)
             self.task.cancel()
         await asyncio.wait({self.task})  # Unlike `await task`, never re-raises our cancel.
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _describe(exc: BaseException) -> str:

@@ -35,6 +35,7 @@ from .protocol import (
     parse_message,
     parse_session_start,
     parse_text,
+    str_or_none,
 )
 from .response import ResponseRun, SessionContext, TurnInput
 
@@ -125,7 +126,9 @@ class VoiceSession:
     async def _start(self, start: SessionStart) -> None:
         if self.context is not None:
             raise ProtocolError("already_started", "This session has already started.")
-        instance = await sync_to_async(_find_instance)(self.user, start.instance)
+        instance = await sync_to_async(selectors.instance_find_by_name)(
+            user=self.user, name=start.instance
+        )
         if instance is None:
             raise ProtocolError("instance_not_found", f"No instance named {start.instance!r}.")
         if start.conversation and not await sync_to_async(_conversation_ok)(
@@ -187,7 +190,7 @@ class VoiceSession:
         if conversation_id:
             await engines.end_conversation(conversation_id)
         self._emit(
-            {"type": "session.ended", "conversation_id": _str_or_none(conversation_id)},
+            {"type": "session.ended", "conversation_id": str_or_none(conversation_id)},
             observe=True,
         )
         await self._shutdown(CLOSE_NORMAL)
@@ -350,22 +353,9 @@ class VoiceSession:
             logger.error("Session task failed", exc_info=task.exception())
 
 
-def _find_instance(user, name: str):
-    try:
-        instance = selectors.instance_get_by_name(user=user, name=name)
-    except ObjectDoesNotExist:
-        return None
-    instance.character  # noqa: B018 — load the character here, off the event loop.
-    return instance
-
-
 def _conversation_ok(user, instance, conversation_id: str) -> bool:
     try:
         conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
     except (ObjectDoesNotExist, ValidationError, ValueError):
         return False
     return conversation.instance_id == instance.id and conversation.ended_at is None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
