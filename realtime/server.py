@@ -15,10 +15,13 @@ application has to accept) may take `--websocket_connect_timeout` 20 s rather th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
 import sys
+import time
+from collections import deque
 from typing import Any
 
 from daphne.cli import CommandLineInterface
@@ -66,16 +69,56 @@ def _kernel_unsent_bytes(transport: Any) -> int:
     return struct.unpack("i", packed)[0]
 
 
+class LoopLag:
+    """How late the event loop runs a callback scheduled every `interval_s`: the time any
+    coroutine waits behind blocking work. Keeps the last `window` samples (ms)."""
+
+    def __init__(self, interval_s: float = 0.05, window: int = 1200) -> None:
+        self.interval_s = interval_s
+        self.samples_ms: deque[float] = deque(maxlen=window)
+        self._due = 0.0
+
+    def start(self) -> None:
+        self._due = time.monotonic() + self.interval_s
+        asyncio.get_event_loop().call_later(self.interval_s, self._tick)
+
+    def _tick(self) -> None:
+        self.samples_ms.append(max(0.0, (time.monotonic() - self._due) * 1000))
+        self.start()
+
+    def summary(self) -> dict:
+        """Lag over the last minute (window × interval): p50, p99 and max in ms."""
+        ordered = sorted(self.samples_ms)
+        if not ordered:
+            return {"samples": 0}
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {
+            "samples": len(ordered),
+            "p50_ms": pick(0.5),
+            "p99_ms": pick(0.99),
+            "max_ms": pick(1),
+        }
+
+
 class BoundedServer(Server):
-    """daphne's Server, closing WebSockets whose unsent bytes pass a bound."""
+    """daphne's Server, closing WebSockets whose unsent bytes pass a bound; it also measures its
+    event loop's lag (`/readyz` details.event_loop)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from django.conf import settings
+
+        from realtime import readiness
 
         super().__init__(*args, **kwargs)
         self.ws_max_buffered_bytes: int = settings.WS_MAX_BUFFERED_BYTES
         self.ws_slow_client_grace_s: float = settings.WS_SLOW_CLIENT_GRACE_SECONDS
         self.slow_clients: set[WebSocketProtocol] = set()
+        self.loop_lag = LoopLag()
+        reactor.callWhenRunning(self.loop_lag.start)
+        readiness.register("event_loop", self.loop_lag.summary)
 
     async def handle_reply(self, protocol: Any, message: dict) -> None:
         if not isinstance(protocol, WebSocketProtocol) or message.get("type") != "websocket.send":
