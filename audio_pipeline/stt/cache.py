@@ -61,6 +61,22 @@ def sphinx_release(decoder: Any, sample_rate: int, in_utterance: bool) -> None:
             _idle[sample_rate].append(decoder)
 
 
+def warm_up() -> list[str]:
+    """Load the configured Vosk models now (before serving), not in the first session; returns
+    the model paths loaded. Blocking: seconds per model."""
+    from audio_pipeline.stt import vosk_engine
+
+    paths = {*settings.VOSK_MODELS.values(), settings.VOSK_MODEL_PATH} - {""}
+    loaded = []
+    for path in sorted(paths):
+        try:
+            vosk_engine.load_model(path)
+            loaded.append(path)
+        except Exception as exc:  # A broken model shows up in /readyz; serving goes on.
+            logger.warning("Vosk model %s not loaded: %s", path, exc)
+    return loaded
+
+
 def clear() -> None:
     """Drop every idle decoder (tests; memory pressure)."""
     with _lock:
