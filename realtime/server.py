@@ -9,7 +9,8 @@ queues the protocol's `slow_client` error and a 4429 close (docs/protocol.md), a
 connection `WS_SLOW_CLIENT_GRACE_SECONDS` later if the client has not read them by then. The
 application then sees an ordinary disconnect.
 
-Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
+Every 30 s after connections closed it collects reference cycles and returns free heap to the
+system (`MemoryReturn`). Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
 Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
 """
@@ -17,6 +18,9 @@ application has to accept) may take `--websocket_connect_timeout` 20 s rather th
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import json
 import logging
 import struct
@@ -104,6 +108,34 @@ class LoopLag:
         }
 
 
+class MemoryReturn:
+    """Give memory of closed connections back to the system: every `every_s`, if connections
+    closed since the last look, collect reference cycles and ask glibc to return free heap pages
+    (`malloc_trim`), which it otherwise keeps (RSS never came down after a load)."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = every_s
+        self.closed = 0  # Connections closed so far (counted by the server).
+        self._handled = 0
+        path = ctypes.util.find_library("c")
+        self._trim = getattr(ctypes.CDLL(path), "malloc_trim", None) if path else None
+
+    def start(self) -> None:
+        asyncio.get_event_loop().call_later(self.every_s, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            if self.closed != self._handled:
+                self._handled = self.closed
+                started = time.monotonic()
+                gc.collect()
+                if self._trim is not None:
+                    self._trim(0)
+                logger.info("Returned memory in %.0f ms", (time.monotonic() - started) * 1000)
+        finally:
+            self.start()
+
+
 def warm_up() -> None:
     """Load what the first sessions would otherwise load on the event loop or in their start:
     tiktoken's encoding (~1-2 s, on the loop in the first turn) and the configured Vosk models."""
@@ -134,8 +166,15 @@ class BoundedServer(Server):
         self.ws_slow_client_grace_s: float = settings.WS_SLOW_CLIENT_GRACE_SECONDS
         self.slow_clients: set[WebSocketProtocol] = set()
         self.loop_lag = LoopLag()
+        self.memory_return = MemoryReturn()
         reactor.callWhenRunning(self.loop_lag.start)
+        reactor.callWhenRunning(self.memory_return.start)
         readiness.register("event_loop", self.loop_lag.summary)
+
+    def protocol_disconnected(self, protocol: Any) -> None:
+        if isinstance(protocol, WebSocketProtocol):
+            self.memory_return.closed += 1
+        super().protocol_disconnected(protocol)
 
     def run(self) -> None:
         warm_up()  # Before listening: no session waits for it.

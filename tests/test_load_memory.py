@@ -116,3 +116,11 @@ async def test_a_closed_voice_session_is_freed_without_a_full_gc(token, nova, fa
     finally:
         gc.enable()
     assert count == baseline, f"a closed session waits for the GC; kept alive by:\n{report}"
+
+
+def test_readyz_details_show_the_speech_model_cache():
+    from realtime import readiness
+
+    details = readiness.collect()["speech_models"]
+    assert set(details) == {"vosk_models", "piper_voice_loaded", "sphinx_decoders"}
+    assert set(details["sphinx_decoders"]) == {"built", "reused", "idle"}

@@ -194,3 +194,12 @@ def test_a_client_that_reads_again_gets_slow_client_and_4429(server):
     assert events[-1] == events[-1] | {"type": "error", "code": "slow_client", "fatal": True}
     assert any(event["type"] == "response.audio" for event in events)
     client.sock.close()
+
+
+def test_readyz_reports_the_servers_event_loop_lag(server):
+    daphne, _ = server
+    time.sleep(1)  # A second of samples every 50 ms.
+    with urllib.request.urlopen(f"{daphne.http}/readyz", timeout=10) as response:
+        lag = json.loads(response.read())["details"]["event_loop"]
+    assert lag["samples"] >= 10
+    assert 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]
