@@ -227,5 +227,5 @@ async def test_local_engine_turn_stays_within_its_context(owner, instance, setti
     text = "".join([d async for d in turn.stream()])
     message = await turn.finish()
     assert text.strip() and message.text == text
-    assert message.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert message.model == default_model_path().stem
     assert 1 <= message.completion_tokens <= 16
