@@ -7,15 +7,13 @@ their interfaces to the small callables the stages take (see voice/stages/).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from audio_pipeline import formats, sentences, stt, tts
 from characters.models import Conversation
 from conversation import services as conversation_services
-from conversation.engines import LlmError
+from conversation import turns
 
 
 @dataclass(frozen=True)
@@ -72,62 +70,33 @@ async def synthesize_sentence(
     return SentenceAudio(encoded.data, output_format, encoded.sample_rate, stream.engine)
 
 
-class _ServicesTurn:
-    """The shape of `conversation.turns.reply_turn`'s turn over the current services."""
+def reply_turn(*, instance, user, session_id: str):
+    """`open_turn(text, conversation_id)` for the reply stage: `conversation.turns.reply_turn`
+    on the `ws` channel. The voice loop publishes its own observer events (in wire order)."""
 
-    def __init__(self, turn: conversation_services.Turn) -> None:
-        self._turn = turn
-        self.conversation_id = turn.conversation.id
-        self.user_message_id = turn.user_message.id
-        self.reply_message_id: Any = None
-        self.error: str | None = None
-        self._heard: str | None = None
-        self._timings: dict[str, Any] = {}
-
-    def deltas(self) -> AsyncIterator[str]:
-        return self._turn.stream()
-
-    def heard(self, text: str) -> None:
-        self._heard = text
-
-    def add_timings(self, timings: dict[str, Any]) -> None:
-        self._timings.update(timings)
-
-
-@asynccontextmanager
-async def reply_turn(*, instance, user, text: str, conversation_id, channel: str = "ws"):
-    """Enter: store the user's message. Exit: store the reply once, as heard, marked interrupted
-    on cancellation and with the error on failure. (Until `conversation.turns` lands.)"""
-    turn = _ServicesTurn(
-        await conversation_services.reply_start(
+    def open_turn(text: str, conversation_id: Any):
+        return turns.reply_turn(
             instance=instance,
             user=user,
             text=text,
             conversation_id=conversation_id,
-            channel=channel,
+            channel="ws",
+            observe=False,
+            session_id=session_id,
         )
-    )
-    interrupted, error = False, None
+
+    return open_turn
+
+
+async def conversation_check(*, instance, user, conversation_id: Any) -> bool:
+    """Whether the session may continue `conversation_id` (the user's, this instance's, open)."""
     try:
-        yield turn
-    except asyncio.CancelledError:
-        interrupted = True
-        raise
-    except Exception as exc:
-        error = turn.error = (
-            exc.describe() if isinstance(exc, LlmError) else f"internal: {type(exc).__name__}"
+        await turns.conversation_open(
+            instance=instance, user=user, conversation_id=conversation_id, channel="ws"
         )
-        raise
-    finally:
-        message = await asyncio.shield(
-            turn._turn.finish(
-                spoken_text=turn._heard,
-                interrupted=interrupted,
-                error=error,
-                timings=turn._timings,
-            )
-        )
-        turn.reply_message_id = message.id
+    except (turns.ConversationNotFound, turns.ConversationEnded):
+        return False
+    return True
 
 
 async def end_conversation(conversation_id) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
 
 from characters import selectors
 
@@ -122,8 +121,8 @@ class VoiceSession:
         )
         if instance is None:
             raise ProtocolError("instance_not_found", f"No instance named {start.instance!r}.")
-        if start.conversation and not await sync_to_async(_conversation_ok)(
-            self.user, instance, start.conversation
+        if start.conversation and not await engines.conversation_check(
+            instance=instance, user=self.user, conversation_id=start.conversation
         ):
             raise ProtocolError(
                 "conversation_not_found", "That conversation is not one of this instance's."
@@ -133,11 +132,10 @@ class VoiceSession:
         names = engines.engine_names(language)
         self.pipeline = self._build(start, instance, language)
         self.pipeline.start()
-        group = observe.group_for(instance.id)
-        session_id = self.id
+        instance_id, session_id = instance.id, self.id
 
         async def broadcast(event: dict[str, Any]) -> None:
-            await observe.publish(group, {**event, "session_id": session_id})
+            await observe.publish(instance_id, {**event, "session_id": session_id})
 
         self.deliver.set_broadcast(broadcast)
         await self._emit(
@@ -169,7 +167,7 @@ class VoiceSession:
             functools.partial(engines.open_transcriber, language, rate), input_rate=rate
         )
         self.reply = ReplyStage(
-            functools.partial(_open_turn, engines.reply_turn, instance, self.user),
+            engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
         )
         return Pipeline(
@@ -285,23 +283,9 @@ class VoiceSession:
         return task
 
 
-def _open_turn(reply_turn, instance, user, text: str, conversation_id):
-    return reply_turn(
-        instance=instance, user=user, text=text, conversation_id=conversation_id, channel="ws"
-    )
-
-
 async def _synthesise(text: str, **options: Any) -> engines.SentenceAudio:
     return await engines.synthesize_sentence(text, **options)
 
 
 async def _closed(code: int) -> None:
     """The socket is gone: nothing to close."""
-
-
-def _conversation_ok(user, instance, conversation_id: str) -> bool:
-    try:
-        conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
-    except (ObjectDoesNotExist, ValidationError, ValueError):
-        return False
-    return conversation.instance_id == instance.id and conversation.ended_at is None

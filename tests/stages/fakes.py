@@ -18,6 +18,11 @@ class Stored:
     timings: dict[str, Any] = field(default_factory=dict)
 
 
+class ModelFailed(Exception):
+    def describe(self) -> str:
+        return f"llm_error: {self}"
+
+
 @dataclass
 class FakeTurn:
     conversation_id: str
@@ -26,13 +31,15 @@ class FakeTurn:
     fail_after: int | None = None
     step: int = 0
     reply_message_id: str | None = None
+    error: Exception | None = None
     heard_text: str | None = None
     timings: dict[str, Any] = field(default_factory=dict)
 
     async def deltas(self):
         for position, delta in enumerate(self.replies):
             if self.fail_after is not None and position >= self.fail_after:
-                raise RuntimeError("the model went away")
+                self.error = ModelFailed("the model went away")  # reply_turn: no raise
+                return
             for _ in range(self.step):
                 await asyncio.sleep(0)
             yield delta
@@ -86,7 +93,6 @@ class FakeConversation:
             fail_after=self.fail_after,
             step=self.delta_steps,
         )
-        produced: list[str] = []
         interrupted, error = False, None
         try:
             yield turn
@@ -100,6 +106,7 @@ class FakeConversation:
             done = turn.fail_after if turn.fail_after is not None else len(turn.replies)
             produced = turn.replies[:done]
             text = turn.heard_text if turn.heard_text is not None else "".join(produced)
+            error = error or (turn.error.describe() if turn.error else None)
             self.messages.append(
                 Stored("assistant", text, conversation_id, interrupted, error, turn.timings)
             )
@@ -158,7 +165,9 @@ class Word:
 class FakeRecogniser:
     """Hears what `script` says for each chunk (a list of Heard per accept call)."""
 
-    def __init__(self, script: list[list[Heard]], at_finish: Heard | None = None) -> None:
+    def __init__(
+        self, script: list[list[Heard]], at_finish: Heard | Exception | None = None
+    ) -> None:
         self.script = list(script)
         self.at_finish = at_finish or Heard("", True)
         self.chunks: list[bytes] = []
@@ -169,6 +178,8 @@ class FakeRecogniser:
         return self.script.pop(0) if self.script else []
 
     async def finish(self) -> Heard:
+        if isinstance(self.at_finish, Exception):
+            raise self.at_finish
         return self.at_finish
 
     def close(self) -> None:

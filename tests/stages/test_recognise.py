@@ -72,6 +72,16 @@ async def test_commit_flushes_a_final():
     assert (final.text, final.committed) == ("good morning", True)
 
 
+async def test_a_failing_flush_still_ends_the_utterance():
+    recogniser = FakeRecogniser([[Heard("hold on", True)]], at_finish=IndexError("buffer"))
+    open_recogniser, _ = opener(recogniser)
+    stage = RecogniseStage(open_recogniser, input_rate=16000)
+    run = await run_stage(stage, [AudioIn(CHUNK, 0.0), Commit(at=0.1)])
+    assert run.kinds() == ["Final", "Failure", "Final"]
+    assert run.of(Failure)[0].code == "stt_failed"
+    assert [(f.text, f.committed) for f in run.of(Final)] == [("hold on", False), ("", True)]
+
+
 async def test_unavailable_recogniser_is_reported_once():
     async def broken():
         raise RuntimeError("no model for 'xx'")

@@ -100,8 +100,9 @@ async def test_model_failure_is_reported_and_the_partial_reply_stored_with_the_e
     assert run.kinds()[-4:] == ["TextDelta", "Failure", "TextEnd", "ReplyDone"]
     assert run.of(TextEnd)[0].complete is False
     done = run.of(ReplyDone)[0]
-    assert done.error == "the model went away" and done.text == "Partial"
-    assert conversation.messages[1].error == "the model went away"
+    assert done.error == "llm_error: the model went away" and done.text == "Partial"
+    assert run.of(Failure)[0].message == done.error
+    assert conversation.messages[1].error == "llm_error: the model went away"
 
 
 async def test_a_message_that_could_not_be_stored_gets_an_error_and_a_done():

@@ -88,14 +88,23 @@ class RecogniseStage(Stage):
                 for heard in await recogniser.accept(frame.data):
                     await self._heard(heard, committed=False)
             elif isinstance(frame, Commit):
-                if self._recogniser is None:  # Nothing was said: an empty committed final.
-                    await self.push(Final("", frame.at, self._clock(), committed=True))
-                    return
-                await self._heard(await self._recogniser.finish(), committed=True)
+                await self._commit(frame)
             self._told_behind = False
         except Exception as exc:
             logger.exception("Recognition failed")
             await self.push(Failure("stt_failed", f"Speech recognition failed: {exc}"))
+
+    async def _commit(self, frame: Commit) -> None:
+        """The utterance ends now: always a committed final (empty when nothing more was heard),
+        so a turn held until the commit is never lost to a failing flush."""
+        if self._recogniser is not None:
+            try:
+                await self._heard(await self._recogniser.finish(), committed=True)
+                return
+            except Exception as exc:
+                logger.exception("Recognition failed at the commit")
+                await self.push(Failure("stt_failed", f"Speech recognition failed: {exc}"))
+        await self.push(Final("", frame.at, self._clock(), committed=True))
 
     async def _recogniser_or_none(self) -> Recogniser | None:
         if self._recogniser is None and self._unavailable is None:

@@ -44,11 +44,13 @@ logger = logging.getLogger(__name__)
 
 
 class ReplyTurn(Protocol):
-    """One exchange, as `conversation.turns.reply_turn` yields it."""
+    """One exchange, as `conversation.turns.reply_turn` yields it. A model failure ends
+    `deltas()` early with `error` set (an exception carrying `describe()`)."""
 
     conversation_id: Any
     user_message_id: Any
     reply_message_id: Any
+    error: Any
 
     def deltas(self) -> AsyncIterator[str]: ...
 
@@ -199,10 +201,12 @@ class ReplyStage(Stage):
                         reply.mark("llm_first_token", self._clock())
                         reply.text.append(delta)
                         await self.push(TextDelta(rid, delta))
-            except Exception as exc:
-                failure, error = exc, describe(exc)
+            except Exception as exc:  # An engine that raises instead of setting turn.error.
+                failure = exc
+            if failure is not None or getattr(turn, "error", None) is not None:
+                error = describe(getattr(turn, "error", None) or failure)
                 await self.push(Failure("llm_failed", error))
-            await self.push(TextEnd(rid, complete=failure is None))
+            await self.push(TextEnd(rid, complete=error is None))
             await reply.spoken.wait()
         except asyncio.CancelledError as exc:
             interrupted, failure = True, exc
@@ -216,6 +220,8 @@ class ReplyStage(Stage):
         except Exception as exc:
             logger.exception("Could not store reply %s", rid)
             error = error or describe(exc)
+        if getattr(turn, "error", None) is not None:  # e.g. the reply could not be stored
+            error = describe(turn.error)
         text = reply.heard_text() if interrupted else "".join(reply.text)
         await self.push(self._done(reply, turn, interrupted=interrupted, error=error, text=text))
 
@@ -267,6 +273,8 @@ def _exc_info(exc: BaseException | None) -> tuple[Any, Any, Any]:
 
 def describe(exc: BaseException) -> str:
     """An error for people: `code: message` when the exception carries a code."""
+    if callable(getattr(exc, "describe", None)):
+        return exc.describe()
     code = getattr(exc, "code", None)
     text = str(exc) or type(exc).__name__
     return f"{code}: {text}" if isinstance(code, str) and code else text
