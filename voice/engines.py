@@ -17,7 +17,9 @@ from conversation import turns
 
 
 @dataclass(frozen=True)
-class SentenceAudio:
+class SynthesisedAudio:
+    """One sentence's audio, complete and playable."""
+
     data: bytes
     format: str
     sample_rate: int
@@ -58,7 +60,7 @@ def speakable(text: str) -> str:
 
 async def synthesize_sentence(
     text: str, *, language: str, voices: dict[str, str], output_format: str
-) -> SentenceAudio:
+) -> SynthesisedAudio:
     """One sentence as one complete, playable unit in the session's output format."""
     stream = await tts.synthesize_with_fallback(text, language=language, voices=voices)
     chunks = [chunk async for chunk in stream]
@@ -67,7 +69,7 @@ async def synthesize_sentence(
     encoded = await asyncio.to_thread(
         formats.convert, data, first.format, first.sample_rate, output_format
     )
-    return SentenceAudio(encoded.data, output_format, encoded.sample_rate, stream.engine)
+    return SynthesisedAudio(encoded.data, output_format, encoded.sample_rate, stream.engine)
 
 
 def reply_turn(*, instance, user, session_id: str):

@@ -43,9 +43,6 @@ class AudioFormat:
     format: str
     sample_rate: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "sample_rate": self.sample_rate}
-
 
 @dataclass(frozen=True)
 class SessionStart:
@@ -55,11 +52,6 @@ class SessionStart:
     output_format: str = "wav"
     conversation: str | None = None
     turn_detection: str | None = "server_vad"  # None: manual, only input_audio.commit ends turns
-
-
-def str_or_none(value: Any) -> str | None:
-    """Ids in events are strings, or null."""
-    return None if value is None else str(value)
 
 
 def parse_client(raw: str, *, max_text_chars: int) -> f.Frame | SessionStart:

@@ -184,7 +184,7 @@ class VoiceSession:
                 SplitStage(engines.sentence_splitter),
                 SpeakStage(
                     functools.partial(
-                        _synthesise,
+                        engines.synthesize_sentence,
                         language=language,
                         voices=voices,
                         output_format=start.output_format,
@@ -281,10 +281,6 @@ class VoiceSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-async def _synthesise(text: str, **options: Any) -> engines.SentenceAudio:
-    return await engines.synthesize_sentence(text, **options)
 
 
 async def _closed(code: int) -> None:
