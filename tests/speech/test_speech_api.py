@@ -186,6 +186,7 @@ async def test_empty_body_and_unsupported_language(client, settings, english_wav
     response = await client.post("/api/stt", b"", content_type="audio/wav")
     assert response.status_code == 422 and response.json()["code"] == "no_audio"
     settings.VOSK_MODELS, settings.VOSK_MODEL_PATH, settings.MODELS_DIR = {}, "", tmp_path
+    settings.STT_ENGINES = ["vosk", "pocketsphinx"]  # Whisper would hear Spanish.
     response = await client.post("/api/stt?language=es", english_wav, content_type="audio/wav")
     assert response.status_code == 422 and response.json()["code"] == "language_unsupported"
     response = await client.post("/api/stt?language=1!", english_wav, content_type="audio/wav")
