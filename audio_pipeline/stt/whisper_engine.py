@@ -2,7 +2,8 @@
 
 Whisper decodes whole segments, so this recogniser cuts utterances with Silero VAD and:
 - gives partials by re-decoding the growing utterance, at most once per
-  `WHISPER_PARTIAL_INTERVAL_MS` of new speech;
+  `WHISPER_PARTIAL_INTERVAL_MS` of new speech and with at most half the wall time spent on them
+  (a loaded machine gets fewer partials rather than falling behind the audio);
 - decodes eagerly as soon as the VAD sees speech pause, so when the pause is confirmed
   (`WHISPER_ENDPOINT_MS` of silence) the final is usually ready without another decode;
 - closes an utterance with a final at that endpoint, at `finish()`, or at 25 s (Whisper's
@@ -21,6 +22,7 @@ import importlib.util
 import logging
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,7 @@ class WhisperRecognizer:
         self._speech_ms: float | None = None  # utterance start (VAD), None outside speech
         self._last_partial_ms = 0.0
         self._last_partial = ""
+        self._next_partial_at = 0.0  # monotonic time before which no partial is decoded
         self._eager: tuple[float, Transcript] | None = None  # (speech end, final) decoded early
 
     # Audio in --------------------------------------------------------------------------------
@@ -155,15 +158,24 @@ class WhisperRecognizer:
             if now - self._speech_ms >= MAX_UTTERANCE_MS:
                 out.append(self._close(now))
                 self._speech_ms = now
-            elif self._eager is None and now - self._last_partial_ms >= self.partial_interval_ms:
+            elif self._eager is None and self._partial_due(now):
                 self._last_partial_ms = now
+                started = time.monotonic()
                 text = self._decode(self._speech_ms, now)[0]
+                # At most half of the wall time goes to partials, so a loaded machine gets fewer
+                # of them instead of falling behind the audio.
+                self._next_partial_at = time.monotonic() + (time.monotonic() - started)
                 if text and text != self._last_partial:
                     self._last_partial = text
                     out.append(Transcript(text, final=False))
         if self._speech_ms is None:
             self._trim(now - PREROLL_MS)
         return [t for t in out if t.text or not t.final]
+
+    def _partial_due(self, now_ms: float) -> bool:
+        if now_ms - self._last_partial_ms < self.partial_interval_ms:
+            return False
+        return time.monotonic() >= self._next_partial_at
 
     def finish(self) -> Transcript:
         """The final of the utterance in progress (empty when there was no speech)."""
