@@ -4,31 +4,12 @@ report so far, and returns its figures (a dict for the JSON report)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-
-import websockets
 
 from . import procs, stats
 from .compare import System, first_audio_ratio, interleave
 from .floor import measure_floor, overhead
 from .stack import Stack, measure, run_sessions
-
-
-def warm_up(stack: Stack) -> None:
-    """One typed turn, so models and voices are loaded before anything is timed."""
-
-    async def typed() -> None:
-        async with websockets.connect(
-            stack.voice_url, subprotocols=["voz.v1", f"bearer.{stack.token}"], max_size=2**24
-        ) as ws:
-            await ws.send(json.dumps({"type": "session.start", "instance": "nova"}))
-            await ws.send(json.dumps({"type": "input_text", "text": "Hello."}))
-            async for frame in ws:
-                if isinstance(frame, str) and json.loads(frame).get("type") == "metrics":
-                    return
-
-    asyncio.run(asyncio.wait_for(typed(), 120))
 
 
 def english(turns, repeats: int = 1):
@@ -123,14 +104,14 @@ def show(name: str, result: dict, print_turn_summary) -> None:
 def phase_sweep(stack: Stack, turns, args, report) -> dict:
     from .sweep import voice_sweep
 
-    counts = [1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32]
+    counts = [1, 2, 4] if args.quick else [1, 2, 4, 8, 16, 32]
     return voice_sweep(stack, turns, counts, turns_per_session=1 if args.quick else 3)
 
 
 def phase_text(stack: Stack, turns, args, report) -> dict:
     from .sweep import text_sweep
 
-    counts = [10, 100, 300] if args.quick else [10, 100, 300, 1000]
+    counts = [10, 100] if args.quick else [10, 100, 300, 1000]
     return text_sweep(stack, counts, args.tps, args.ttft)
 
 

@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="voz-bench-", dir=ROOT / "var"))
     pace = {"ttft": args.ttft, "tps": args.tps, "sentences": args.sentences}
     with Stack(data_dir, llm_url=args.llm_url, **pace) as stack:
-        run_phases.warm_up(stack)
         for name in phases:
             result = getattr(run_phases, f"phase_{name}")(stack, turns, args, report)
             report["phases"][name] = result

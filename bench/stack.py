@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import websockets
+
 from . import procs
 from .speaker import TurnResult, VoiceClient
 from .spoken import Turn
@@ -38,6 +40,7 @@ class Stack:
         env = self._env()
         self.token = procs.prepare_database(env)["token"]
         self.daphne = procs.start_daphne(env)
+        self.warm_up()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -61,6 +64,22 @@ class Stack:
             self.daphne.stop()
         self.settings = settings
         self.daphne = procs.start_daphne(self._env())
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One typed turn, so the process has loaded its models before anything is timed."""
+
+        async def typed() -> None:
+            async with websockets.connect(
+                self.voice_url, subprotocols=["voz.v1", f"bearer.{self.token}"], max_size=2**24
+            ) as ws:
+                await ws.send(json.dumps({"type": "session.start", "instance": "nova"}))
+                await ws.send(json.dumps({"type": "input_text", "text": "Hello."}))
+                async for frame in ws:
+                    if isinstance(frame, str) and json.loads(frame).get("type") == "metrics":
+                        return
+
+        asyncio.run(asyncio.wait_for(typed(), 120))
 
     @property
     def voice_url(self) -> str:

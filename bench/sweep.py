@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
 import threading
@@ -40,22 +41,27 @@ def english_engines() -> list[str]:
     return [e for e in CANDIDATE_ENGINES if selection.why_not(e, "en") is None]
 
 
-def recogniser_rtf(engine: str, turns, streams: int, audio_s: float = 6.0) -> float:
-    """Median per-stream real-time factor with `streams` recognisers decoding at once."""
+def recogniser_rtf(engine: str, turns, streams: int, audio_s: float = 6.0) -> dict:
+    """Median per-stream real-time factor with `streams` recognisers decoding at once: wall
+    time and the thread's own CPU time per audio second (the CPU one does not depend on what
+    else the shared machine runs)."""
     from django.test import override_settings
 
     from audio_pipeline import stt
 
     pcm = b"".join(t.pcm() for t in turns)[: int(audio_s * RATE) * 2]
     step = int(0.02 * RATE) * 2
-    factors: list[float] = []
+    factors: list[tuple[float, float]] = []
+    seconds = len(pcm) / 2 / RATE
 
     def one() -> None:
         recognizer = stt.create_recognizer("en")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         for offset in range(0, len(pcm), step):
             recognizer.accept(pcm[offset : offset + step])
-        factors.append((time.perf_counter() - started) / (len(pcm) / 2 / RATE))
+        factors.append(
+            ((time.perf_counter() - started) / seconds, (time.thread_time() - cpu) / seconds)
+        )
 
     with override_settings(STT_ENGINES=[engine], STT_ENGINES_BY_LANGUAGE={}):
         threads = [threading.Thread(target=one) for _ in range(streams)]
@@ -63,7 +69,10 @@ def recogniser_rtf(engine: str, turns, streams: int, audio_s: float = 6.0) -> fl
             thread.start()
         for thread in threads:
             thread.join()
-    return round(statistics.median(factors), 3)
+    return {
+        "wall": round(statistics.median(f[0] for f in factors), 3),
+        "cpu": round(statistics.median(f[1] for f in factors), 3),
+    }
 
 
 async def _staggered(url: str, token: str, plans, delay_s: float):
@@ -116,6 +125,14 @@ def voice_sweep(stack: Stack, turns, counts: list[int], turns_per_session: int) 
                     "client_frames": sum(c.frames_sent for c in clients),
                     "server_cpu_s_per_session_s": round(
                         usage["server_cpu_s"] / max(usage["wall_s"] * count, 1e-9), 3
+                    ),
+                    # Sessions the machine's cores could carry at this CPU cost, load aside.
+                    "capacity_estimate": round(
+                        (os.cpu_count() or 1)
+                        * usage["wall_s"]
+                        * count
+                        / max(usage["server_cpu_s"], 1e-9),
+                        1,
                     ),
                     "rss_per_session_mib": round(
                         (usage["rss_peak_mib"] - usage["rss_before_mib"]) / count, 1
@@ -182,10 +199,14 @@ def text_sweep(stack: Stack, counts: list[int], tps: float, ttft: float) -> dict
 
         sessions, usage = measure(stack.stats, run())
         good = [s for s in sessions if isinstance(s, dict) and s["first"] is not None]
+        errors = sorted(
+            {f"{type(s).__name__}: {s}"[:160] for s in sessions if isinstance(s, BaseException)}
+        )
         point = {
             "sessions": count,
             "answered": len(good),
             "failed": count - len(good),
+            "errors": errors[:5],
             "first_token_added": stats.summary(s["first"] for s in good),
             "added_delay_per_token": stats.summary(v for s in good for v in s["later"]),
             "rss_per_session_mib": round(
@@ -199,5 +220,7 @@ def text_sweep(stack: Stack, counts: list[int], tps: float, ttft: float) -> dict
             f"{point['added_delay_per_token']['p95']} ms, first token added p95 "
             f"{point['first_token_added']['p95']} ms, load {usage['load_average']}"
         )
+        for error in errors[:3]:
+            print(f"    {error}")
     stack.restart()
     return {"points": points, "load_average": procs.load_average()}
