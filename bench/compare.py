@@ -22,8 +22,16 @@ class System:
     pid: int | None = None  # the server process, for CPU seconds and memory
 
 
-async def interleave(systems: list[System], turns: list[Turn], instance: str) -> dict:
-    clients = {s.name: VoiceClient(s.url, s.token, system=s.name) for s in systems}
+async def interleave(
+    systems: list[System], turns: list[Turn], instance: str, timeout_s: float = 30.0
+) -> dict:
+    """Per system: the turn summary, CPU seconds per turn and peak RSS of its server process.
+
+    `timeout_s`: how long a turn may take to finish (a peer that plays its audio out at
+    real-time pace needs the reply's length and more)."""
+    clients = {
+        s.name: VoiceClient(s.url, s.token, system=s.name, timeout_s=timeout_s) for s in systems
+    }
     usage = {s.name: {"cpu_s": 0.0, "rss_peak_mib": 0.0} for s in systems}
     results: dict[str, list[dict]] = {s.name: [] for s in systems}
     for system in systems:

@@ -49,7 +49,7 @@ def start_bot(stack: Stack, turns: str) -> procs.Proc:
 
 
 async def _warm(url: str, turn) -> None:
-    client = VoiceClient(url, "", system="warm-up")
+    client = VoiceClient(url, "", system="warm-up", timeout_s=60.0)
     await client.run([turn], "nova")
 
 
@@ -66,7 +66,7 @@ def run_peer(stack: Stack, turns) -> dict:
             System(f"pipecat-{mode}", f"ws://127.0.0.1:{bot.port}/", "", bot.pid)
             for mode, bot in bots.items()
         ]
-        out = asyncio.run(interleave(systems, turns, "nova"))
+        out = asyncio.run(interleave(systems, turns, "nova", timeout_s=60.0))
     finally:
         for bot in bots.values():
             bot.stop()

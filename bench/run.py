@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import phases as run_phases
 from . import procs
+from .profile import Recording, top
 from .spoken import ensure_spoken_set
 from .stack import Stack, dump
 
@@ -56,6 +57,13 @@ def print_turn_summary(title: str, summary: dict, load: list[float]) -> None:
         print(f"  failed {failed['turn']}: {', '.join(failed['errors'][:3])}")
 
 
+def print_profile(profile: dict) -> None:
+    print(f"\n== Server profile (py-spy, {profile.get('samples', 0)} busy samples) ==")
+    for kind in ("self", "total"):
+        for name, share in profile.get(kind, [])[:12]:
+            print(f"  {kind:>5} {share:5.1f} %  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run (< 10 minutes)")
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttft", type=float, default=0.3, help="fake model: first token (s)")
     parser.add_argument("--tps", type=float, default=50.0, help="fake model: tokens per second")
     parser.add_argument("--sentences", type=int, default=4, help="fake model: reply sentences")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server (latency)")
     parser.add_argument("--repeats", type=int, help="passes over the English set (latency)")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
@@ -95,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     pace = {"ttft": args.ttft, "tps": args.tps, "sentences": args.sentences}
     with Stack(data_dir, llm_url=args.llm_url, **pace) as stack:
         for name in phases:
-            result = getattr(run_phases, f"phase_{name}")(stack, turns, args, report)
+            phase = getattr(run_phases, f"phase_{name}")
+            if args.profile and name == "latency":
+                raw = data_dir / "profile-latency.txt"
+                with Recording(stack.daphne.pid, raw):
+                    result = phase(stack, turns, args, report)
+                report["profile"] = top(raw)
+                print_profile(report["profile"])
+            else:
+                result = phase(stack, turns, args, report)
             report["phases"][name] = result
             run_phases.show(name, result, print_turn_summary)
     report["elapsed_s"] = round(time.monotonic() - started, 1)

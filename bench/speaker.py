@@ -25,7 +25,7 @@ from .spoken import RATE, Turn
 FRAME_S = 0.02
 FRAME_BYTES = int(RATE * FRAME_S) * 2
 SILENCE = b"\0" * FRAME_BYTES
-TURN_TIMEOUT_S = 25.0
+TURN_TIMEOUT_S = 30.0
 GAP_S = 0.6  # silence after a reply before the next turn
 
 
@@ -60,8 +60,17 @@ class _Response:
 class VoiceClient:
     """One voice session. `await run(turns)` returns a TurnResult per turn."""
 
-    def __init__(self, url: str, token: str, *, system: str = "voz", session: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        system: str = "voz",
+        session: int = 0,
+        timeout_s: float = TURN_TIMEOUT_S,
+    ) -> None:
         self.url = url
+        self.timeout_s = timeout_s
         self.token = token
         self.system = system
         self.session = session
@@ -142,7 +151,7 @@ class VoiceClient:
 
     async def _await_reply(self, ws, speech_end: float) -> _Response | None:
         """Streams silence until a response that began after the speech ended is complete."""
-        deadline = speech_end + TURN_TIMEOUT_S
+        deadline = speech_end + self.timeout_s
         while time.monotonic() < deadline:
             for rid in reversed(self._order):
                 response = self._responses[rid]
