@@ -112,7 +112,8 @@ def phase_text(stack: Stack, turns, args, report) -> dict:
     from .sweep import text_sweep
 
     counts = [10, 100] if args.quick else [10, 100, 300, 1000]
-    return text_sweep(stack, counts, args.tps, args.ttft)
+    profile = stack.data_dir / "profile-text.txt" if args.profile else None
+    return text_sweep(stack, counts, args.tps, args.ttft, profile)
 
 
 def phase_peer(stack: Stack, turns, args, report) -> dict:

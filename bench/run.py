@@ -57,8 +57,8 @@ def print_turn_summary(title: str, summary: dict, load: list[float]) -> None:
         print(f"  failed {failed['turn']}: {', '.join(failed['errors'][:3])}")
 
 
-def print_profile(profile: dict) -> None:
-    print(f"\n== Server profile (py-spy, {profile.get('samples', 0)} busy samples) ==")
+def print_profile(name: str, profile: dict) -> None:
+    print(f"\n== Server profile, {name} (py-spy, {profile.get('samples', 0)} busy samples) ==")
     for kind in ("self", "total"):
         for name, share in profile.get(kind, [])[:12]:
             print(f"  {kind:>5} {share:5.1f} %  {name}")
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttft", type=float, default=0.3, help="fake model: first token (s)")
     parser.add_argument("--tps", type=float, default=50.0, help="fake model: tokens per second")
     parser.add_argument("--sentences", type=int, default=4, help="fake model: reply sentences")
-    parser.add_argument("--profile", action="store_true", help="py-spy the server (latency)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server (latency and text phases)"
+    )
     parser.add_argument("--repeats", type=int, help="passes over the English set (latency)")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
@@ -106,13 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in phases:
             phase = getattr(run_phases, f"phase_{name}")
             if args.profile and name == "latency":
-                raw = data_dir / "profile-latency.txt"
+                raw = data_dir / f"profile-{name}.txt"
                 with Recording(stack.daphne.pid, raw):
                     result = phase(stack, turns, args, report)
-                report["profile"] = top(raw)
-                print_profile(report["profile"])
+            if "profile" in result:
+                print_profile(name, result["profile"])
+                report.setdefault("profile", {})[name] = top(raw)
+                print_profile(name, report["profile"][name])
             else:
                 result = phase(stack, turns, args, report)
+            if "profile" in result:
+                print_profile(name, result["profile"])
             report["phases"][name] = result
             run_phases.show(name, result, print_turn_summary)
     report["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -15,17 +15,20 @@ against the model's pace (arrival − first arrival − i/tps).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import websockets
 
 from . import procs, stats
 from .floor import setup_django
+from .profile import Recording, top
 from .spoken import RATE
 from .stack import Stack, measure, run_sessions
 
@@ -184,8 +187,21 @@ async def _text_session(url: str, token: str, start_in: float, tps: float, ttft:
     return {"first": first, "later": later}
 
 
-def text_sweep(stack: Stack, counts: list[int], tps: float, ttft: float) -> dict:
+def text_sweep(
+    stack: Stack, counts: list[int], tps: float, ttft: float, profile: Path | None = None
+) -> dict:
+    """Typed sessions only; with `profile`, py-spy samples the server meanwhile."""
     stack.restart(STT_ENGINES="none", TTS_ENGINES="none")
+    with Recording(stack.daphne.pid, profile) if profile else contextlib.nullcontext():
+        points = _text_points(stack, counts, tps, ttft)
+    stack.restart()
+    out = {"points": points, "load_average": procs.load_average()}
+    if profile:
+        out["profile"] = top(profile)
+    return out
+
+
+def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> list[dict]:
     points = []
     for count in counts:
         spread = max(2.0, count / 100)
@@ -222,5 +238,4 @@ def text_sweep(stack: Stack, counts: list[int], tps: float, ttft: float) -> dict
         )
         for error in errors[:3]:
             print(f"    {error}")
-    stack.restart()
-    return {"points": points, "load_average": procs.load_average()}
+    return points
