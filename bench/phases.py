@@ -105,7 +105,8 @@ def phase_sweep(stack: Stack, turns, args, report) -> dict:
     from .sweep import voice_sweep
 
     counts = [1, 2, 4] if args.quick else [1, 2, 4, 8, 16, 32]
-    return voice_sweep(stack, turns, counts, turns_per_session=1 if args.quick else 3)
+    floor = report["phases"].get("floor", {}).get("floor")
+    return voice_sweep(stack, turns, counts, turns_per_session=1 if args.quick else 3, floor=floor)
 
 
 def phase_text(stack: Stack, turns, args, report) -> dict:

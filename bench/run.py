@@ -111,16 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                 raw = data_dir / f"profile-{name}.txt"
                 with Recording(stack.daphne.pid, raw):
                     result = phase(stack, turns, args, report)
-            if "profile" in result:
-                print_profile(name, result["profile"])
-                report.setdefault("profile", {})[name] = top(raw)
-                print_profile(name, report["profile"][name])
+                result["profile"] = top(raw)
             else:
                 result = phase(stack, turns, args, report)
-            if "profile" in result:
-                print_profile(name, result["profile"])
             report["phases"][name] = result
             run_phases.show(name, result, print_turn_summary)
+            if "profile" in result:
+                print_profile(name, result["profile"])
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     report["load_average_end"] = procs.load_average()
     out = RESULTS / f"{stamp}-{label}.json"

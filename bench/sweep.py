@@ -27,7 +27,7 @@ from pathlib import Path
 import websockets
 
 from . import procs, stats
-from .floor import setup_django
+from .floor import overhead, setup_django
 from .profile import Recording, top
 from .spoken import RATE
 from .stack import Stack, measure, run_sessions
@@ -87,7 +87,10 @@ async def _staggered(url: str, token: str, plans, delay_s: float):
     return [r for results, _ in groups for r in results], [c for _, cs in groups for c in cs]
 
 
-def voice_sweep(stack: Stack, turns, counts: list[int], turns_per_session: int) -> dict:
+def voice_sweep(
+    stack: Stack, turns, counts: list[int], turns_per_session: int, floor: dict | None = None
+) -> dict:
+    """Per engine and N: the figures above; with `floor` (bench.floor), the overhead ratio."""
     setup_django(stack._env())
     english = [t for t in turns if t.language == "en"]
     engines = english_engines()
@@ -142,12 +145,15 @@ def voice_sweep(stack: Stack, turns, counts: list[int], turns_per_session: int) 
                     ),
                     "usage": usage,
                     "realtime": realtime,
+                    "overhead": overhead(floor, results) if floor else None,
                 }
             )
             print(
                 f"  {engine} × {count}: first audio p95 {summary['client']['first_audio']['p95']}"
                 f" ms, final p95 {final['p95']} ms, ok {summary['ok']}/{summary['turns']},"
                 f" dropped {dropped}, realtime {realtime}, load {usage['load_average']}"
+                f", overhead {(points[-1]['overhead'] or {}).get('ratio_median')}"
+                f", capacity estimate {points[-1]['capacity_estimate']}"
             )
             for failed in summary["failed"][:2]:
                 print(f"    failed {failed['turn']}: {failed['errors'][:3]}")
