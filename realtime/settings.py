@@ -214,6 +214,9 @@ WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
 WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
 WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
 WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
+# Unsent bytes one WebSocket may hold in the server (realtime/server.py, docs/operations.md).
+WS_MAX_BUFFERED_BYTES = env_int("WS_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)
+WS_SLOW_CLIENT_GRACE_SECONDS = env_float("WS_SLOW_CLIENT_GRACE_SECONDS", 5.0)
 
 # Conversation engine (docs/conversation.md). The API key is read here only and never logged.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
@@ -277,6 +280,8 @@ STT_ENGINES_BY_LANGUAGE = {
 STT_SAMPLE_RATE = env_int("STT_SAMPLE_RATE", 16000)
 STT_MAX_UPLOAD_BYTES = env_int("STT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 STT_MAX_SECONDS = env_float("STT_MAX_SECONDS", 120.0)
+WARM_UP = env_bool("WARM_UP", True)  # realtime.server loads models before listening.
+STT_SPHINX_IDLE_DECODERS = env_int("STT_SPHINX_IDLE_DECODERS", 2)  # Pooled per process.
 VOSK_MODEL_PATH = env_str("VOSK_MODEL_PATH")
 VOSK_MODELS = {
     lang: path for lang, path in _env_by_language("VOSK_MODEL_").items() if lang != "path"
