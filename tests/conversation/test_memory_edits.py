@@ -310,3 +310,20 @@ async def test_readyz_shows_whether_memory_consolidation_runs(settings):
     body = (await AsyncClient().get("/readyz")).json()
     assert body["details"]["memory"]["consolidation"] is False
     assert "local engine" in body["details"]["memory"]["reason"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_consolidate_endpoint_reports_failures_and_keeps_memory(fake_openai, owner, nova):
+    conversation = await sync_to_async(ended_conversation)(nova, owner, "I am Ana.")
+    fake_openai.script("Sure! Here is the new memory: Ana, Ana, Ana.")
+    response = await AsyncClient().post(
+        f"/api/instances/{nova.id}/memory/consolidate",
+        headers={"Authorization": f"Bearer {owner.api_token}"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["conversations"] == 0 and body["memory"] == MEMORY
+    assert body["failed"] == [
+        {"conversation_id": str(conversation.pk), "error": body["failed"][0]["error"]}
+    ]
+    assert body["failed"][0]["error"].startswith("bad_edits: not JSON")
