@@ -19,6 +19,12 @@ from .errors import ConversationEnded, ConversationNotFound
 from .retry import with_db_retry
 
 
+def storable(text: str) -> str:
+    """`text` as every database can keep it: no NUL characters, no lone UTF-16 surrogates
+    (a model's output may carry either; PostgreSQL refuses both)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def conversation_open(
     instance_id: Any, user: AbstractBaseUser, conversation_id: Any, channel: str, *, lock: bool
 ) -> Conversation:

@@ -32,6 +32,7 @@ rules can be read (and checked against tests/conversation/test_turn_cancellation
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -60,6 +61,8 @@ from .errors import (
 from .observe import Publisher
 from .retry import TRANSIENT
 from .summary import FoldPlan, ReplyPlan, plan_reply, summary_fold, token_counter
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ConversationEnded",
@@ -310,7 +313,9 @@ class ReplyTurn:
             self.reply_message_id = await sync_to_async(records.reply_store)(
                 self.conversation_id, **self._reply_fields(text.strip(), interrupted)
             )
-        except TRANSIENT as exc:
+        except Exception as exc:  # Retried already if transient; never lost silently.
+            if not isinstance(exc, TRANSIENT):
+                logger.exception("Storing reply %s failed.", self.id)
             cause = f" after {self.error.describe()}" if self.error else ""
             self.error = ReplyNotStored(
                 f"The reply could not be stored ({type(exc).__name__}){cause}."
@@ -352,7 +357,7 @@ class ReplyTurn:
             timings["finish_reason"] = result.finish_reason
         timings.update(self.timings)
         return {
-            "text": text,
+            "text": records.storable(text),
             "interrupted": interrupted,
             "error": self.error.describe() if self.error else "",
             "model": ((result.model if result else None) or self.model)[:200],

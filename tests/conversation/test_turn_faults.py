@@ -186,3 +186,14 @@ async def test_http_answers_a_stall_with_504(fake_openai, owner, instance, setti
     assert body["code"] == "llm_stalled" and body["message_id"]
     reply = await Message.objects.aget(pk=body["message_id"])
     assert reply.text == "Once"
+
+
+async def test_model_text_no_database_can_keep_is_made_storable(fake_openai, owner, instance):
+    """A model's NUL or lone surrogate must not cost the reply (PostgreSQL refuses both)."""
+    fake_openai.script(Reply("x", tokens=["Hi\x00 there", " \ud83d!"]))
+    async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+        got = "".join([delta async for delta in turn.deltas()])
+    assert got == "Hi\x00 there \ud83d!"
+    assert turn.error is None
+    reply = await Message.objects.aget(pk=turn.reply_message_id)
+    assert reply.text == "Hi there ?!"
