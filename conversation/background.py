@@ -52,6 +52,12 @@ def run_in_background(coro: Coroutine, *, what: str = "conversation work") -> No
     task.add_done_callback(_background.discard)
 
 
+def track(task: asyncio.Task) -> None:
+    """Count `task` as background work (`wait_background` waits for it)."""
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 async def wait_background() -> None:
     """Wait for scheduled background work (folding, consolidations); for tests and shutdown."""
     while _background:

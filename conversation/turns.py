@@ -331,7 +331,7 @@ class ReplyTurn:
         if self.error is not None:
             done["error"] = self.error.describe()
         self._publisher.put(done)
-        await self._publisher.close()
+        self._publisher.close()
         if self.plan is not None and self.plan.needs_fold and self.reply_message_id is not None:
             fold = FoldPlan(
                 conversation_id=self.conversation_id,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sys
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.management import call_command
 from django.test import AsyncClient
 
@@ -188,3 +189,38 @@ async def test_the_sweeper_starts_with_the_asgi_lifespan_not_with_a_reply(
     background.sweeper_stop()
     await asyncio.sleep(0)
     assert first.cancelled()
+
+
+class HangingLayer(InMemoryChannelLayer):
+    """A channel layer whose group sends never return (a Redis that accepts and never answers)."""
+
+    async def group_send(self, group, message):
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_channel_layer_neither_delays_nor_fails_a_turn(
+    fake_openai, owner, instance, settings, caplog, monkeypatch
+):
+    from channels.layers import channel_layers
+
+    from conversation import observe
+
+    monkeypatch.setattr(observe, "PUBLISH_SECONDS", 6.0)
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversation.test_turn_events.HangingLayer"}
+    }
+    channel_layers.backends.clear()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+            async for _ in turn.deltas():
+                pass
+        assert loop.time() - started < 5.0  # Not held until the publish bound gives up.
+        assert turn.error is None and turn.reply_message_id is not None
+        with caplog.at_level(logging.WARNING, logger="conversation.observe"):
+            await background.wait_background()
+    finally:
+        channel_layers.backends.clear()
+    [warning] = [r for r in caplog.records if r.name == "conversation.observe"]
+    assert "Observer events dropped" in warning.getMessage()
