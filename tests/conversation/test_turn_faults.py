@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -197,3 +198,20 @@ async def test_model_text_no_database_can_keep_is_made_storable(fake_openai, own
     assert turn.error is None
     reply = await Message.objects.aget(pk=turn.reply_message_id)
     assert reply.text == "Hi there ?!"
+
+
+async def test_sse_reports_an_unstored_reply_as_its_last_event(fake_openai, owner, instance):
+    fake_openai.script("Streamed, then lost.")
+    async with DatabaseDown("assistant", times=100):
+        response = await AsyncClient().post(
+            f"/api/instances/{instance.id}/chat?stream=1",
+            {"text": "Hi"},
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {owner.api_token}"},
+        )
+        raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    last = raw.strip().split("\n\n")[-1]
+    assert last.startswith("event: error\n")
+    data = json.loads(last.split("data: ", 1)[1])
+    assert data["code"] == "reply_not_stored" and data["message_id"] is None
+    assert data["text"] == "Streamed, then lost."
