@@ -48,8 +48,30 @@ def engine_names(language: str) -> dict[str, Any]:
     return {"tts_engines": tuple(chain_for(language)), "llm_engine": settings.LLM_ENGINE}
 
 
+async def open_hearing(input_rate: int):
+    """A session's voice activity and end-of-turn detection (audio_pipeline.hearing), opened off
+    the event loop (the Smart Turn model loads once per process)."""
+    from audio_pipeline.hearing import open_hearing as open_
+
+    return await asyncio.to_thread(open_, input_rate)
+
+
+def voice_activity_enabled() -> bool:
+    from django.conf import settings
+
+    return settings.VAD_ENABLED
+
+
+def interrupt_min_speech_ms() -> float:
+    from django.conf import settings
+
+    return settings.INTERRUPT_MIN_SPEECH_MS
+
+
 def sentence_splitter() -> sentences.SentenceSplitter:
-    return sentences.SentenceSplitter()
+    """The reply's first chunk may end at a clause (SENTENCE_FIRST_CLAUSE_WORDS), so audio
+    starts sooner; later chunks are sentences."""
+    return sentences.ReplySplitter()
 
 
 def speakable(text: str) -> str:

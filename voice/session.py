@@ -33,6 +33,7 @@ from .protocol import (
     parse_client,
 )
 from .stages.deliver import DeliverStage
+from .stages.hear import HearStage
 from .stages.recognise import RecogniseStage
 from .stages.reply import ReplyStage
 from .stages.speak import SpeakStage
@@ -170,12 +171,22 @@ class VoiceSession:
             engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
         )
+        hearing = engines.voice_activity_enabled()
+        hear = [
+            HearStage(
+                functools.partial(engines.open_hearing, rate),
+                input_rate=rate,
+                server_turns=start.turn_detection is not None,
+                interrupt_min_speech_ms=engines.interrupt_min_speech_ms(),
+            )
+        ]
         return Pipeline(
             [
+                *(hear if hearing else []),
                 self.recognise,
-                # Voice activity and end-of-turn detection stages go here (docs/architecture.md).
                 TurnsStage(
                     turn_detection=start.turn_detection,
+                    voice_activity=hearing,
                     allow_turn=limiter.allow,
                     refusal=f"More than {self.limits.turns_per_minute} turns in a minute; "
                     "wait a moment.",

@@ -85,6 +85,7 @@ class _Reply:
             return None if moment is None else round((moment - self.turn.speech_end) * 1000, 1)
 
         return {
+            "turn_end_ms": since(self.turn.decided_at),
             "stt_final_ms": since(self.turn.final_at),
             "llm_first_token_ms": since(self.marks.get("llm_first_token")),
             "first_sentence_ms": since(self.marks.get("first_sentence")),
