@@ -302,6 +302,8 @@ TURN_MAX_DELAY_MS = env_float("TURN_MAX_DELAY_MS", 1500.0)
 TURN_SILENCE_MS = env_float("TURN_SILENCE_MS", 700.0)
 # Speech must last this long to interrupt a reply (shorter sounds let it go on).
 INTERRUPT_MIN_SPEECH_MS = env_float("INTERRUPT_MIN_SPEECH_MS", 250.0)
+# Start the model when a turn is likely over but not yet confirmed (discarded if it goes on).
+PREEMPTIVE_GENERATION = env_bool("PREEMPTIVE_GENERATION", True)
 
 TTS_ENGINES = env_list("TTS_ENGINES", "edge,piper,espeak")
 TTS_ENGINES_BY_LANGUAGE = {

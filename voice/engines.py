@@ -62,6 +62,25 @@ def voice_activity_enabled() -> bool:
     return settings.VAD_ENABLED
 
 
+def preemptive_generation() -> bool:
+    from django.conf import settings
+
+    return settings.PREEMPTIVE_GENERATION
+
+
+def turn_min_delay_ms() -> float:
+    from django.conf import settings
+
+    return settings.TURN_MIN_DELAY_MS
+
+
+def preemptor(*, instance):
+    """`preempt(text, conversation_id)`: start the model early, privately (voice/preempt.py)."""
+    from .preempt import preemptor as make
+
+    return make(instance=instance)
+
+
 def interrupt_min_speech_ms() -> float:
     from django.conf import settings
 
@@ -96,7 +115,13 @@ def reply_turn(*, instance, user, session_id: str):
     """`open_turn(text, conversation_id)` for the reply stage: `conversation.turns.reply_turn`
     on the `ws` channel. The voice loop publishes its own observer events (in wire order)."""
 
-    def open_turn(text: str, conversation_id: Any):
+    def open_turn(text: str, conversation_id: Any, early=None):
+        """`early`: a preemption (voice/preempt.py) the model may continue from."""
+        engine = None
+        if early is not None:
+            from .preempt import HandOver
+
+            engine = HandOver(early.engine, early)
         return turns.reply_turn(
             instance=instance,
             user=user,
@@ -105,6 +130,7 @@ def reply_turn(*, instance, user, session_id: str):
             channel="ws",
             observe=False,
             session_id=session_id,
+            engine=engine,
         )
 
     return open_turn

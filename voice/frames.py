@@ -60,6 +60,7 @@ class Commit(Frame):
     at: float
     decided_by: str | None = None
     decided_at: float | None = None
+    tentative: bool = False  # a likely end of turn: flush the recogniser, do not end the turn
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Final(Frame):
     final_at: float  # when the recogniser gave the result
     committed: bool = False
     decided_at: float | None = None  # when voice activity ended the turn (VAD + end of turn)
+    tentative: bool = False  # from a tentative commit: the turn may still go on
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ class BargeIn(Frame):
 
     at: float  # when the speech began
     speech_ms: float
+
+
+@dataclass(frozen=True)
+class TentativeTurn(Frame):
+    """What the user has said so far, at a likely end of turn: the reply stage may start the model
+    early (nothing stored or sent until the `UserTurn` confirms the same text)."""
+
+    text: str
 
 
 @dataclass(frozen=True)

@@ -167,17 +167,20 @@ class VoiceSession:
         self.recognise = RecogniseStage(
             functools.partial(engines.open_transcriber, language, rate), input_rate=rate
         )
+        hearing = engines.voice_activity_enabled()
+        preemptive = hearing and engines.preemptive_generation()
         self.reply = ReplyStage(
             engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
+            preempt=engines.preemptor(instance=instance) if preemptive else None,
         )
-        hearing = engines.voice_activity_enabled()
         hear = [
             HearStage(
                 functools.partial(engines.open_hearing, rate),
                 input_rate=rate,
                 server_turns=start.turn_detection is not None,
                 interrupt_min_speech_ms=engines.interrupt_min_speech_ms(),
+                preempt_after_ms=engines.turn_min_delay_ms() if preemptive else None,
             )
         ]
         return Pipeline(

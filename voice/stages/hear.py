@@ -54,6 +54,7 @@ class HearStage(Stage):
         input_rate: int,
         server_turns: bool = True,
         interrupt_min_speech_ms: float = 250.0,
+        preempt_after_ms: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -63,6 +64,9 @@ class HearStage(Stage):
         self._input_rate = input_rate
         self.server_turns = server_turns
         self.interrupt_min_speech_ms = interrupt_min_speech_ms
+        # A turn that needs more silence than this to end gets a tentative commit at once (the
+        # reply stage may start the model early); None: never.
+        self.preempt_after_ms = preempt_after_ms
         self._clock = clock
         self._speech_clock = SpeechClock(clock=clock)
         self._audio: asyncio.Queue[AudioIn] = asyncio.Queue()
@@ -130,6 +134,10 @@ class HearStage(Stage):
             elif event.kind == "stop" and self.server_turns and self._turn_has_speech:
                 verdict = await hearing.verdict()
                 self._ending = (event.at_ms, verdict.end_after_ms, verdict.engine)
+                early = self.preempt_after_ms
+                if early is not None and verdict.end_after_ms > early:
+                    at = self._speech_clock.arrival_of(event.at_ms / 1000)
+                    await self.push(Commit(at, decided_by=verdict.engine, tentative=True))
         speaking = update.in_speech and not self._paused  # a pause is not speech
         if speaking and not self._barged and update.speech_start_ms is not None:
             speech_ms = update.position_ms - update.speech_start_ms

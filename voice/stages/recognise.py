@@ -104,7 +104,14 @@ class RecogniseStage(Stage):
             except Exception as exc:
                 logger.exception("Recognition failed at the commit")
                 await self.push(Failure("stt_failed", f"Speech recognition failed: {exc}"))
-        final = Final("", frame.at, self._clock(), committed=True, decided_at=frame.decided_at)
+        final = Final(
+            "",
+            frame.at,
+            self._clock(),
+            committed=True,
+            decided_at=frame.decided_at,
+            tentative=frame.tentative,
+        )
         await self.push(final)
 
     async def _recogniser_or_none(self) -> Recogniser | None:
@@ -135,9 +142,17 @@ class RecogniseStage(Stage):
         else:
             speech_end = self._speech_clock.arrival_of(last_word_end)
         decided_at = commit.decided_at if commit is not None else None
+        tentative = commit is not None and commit.tentative
         if text or committed:
             await self.push(
-                Final(text, speech_end, now, committed=committed, decided_at=decided_at)
+                Final(
+                    text,
+                    speech_end,
+                    now,
+                    committed=committed,
+                    decided_at=decided_at,
+                    tentative=tentative,
+                )
             )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from voice.frames import (
     Frame,
     Interruption,
     Partial,
+    TentativeTurn,
     TypedText,
     UserTurn,
 )
@@ -70,9 +71,11 @@ class TurnsStage(Stage):
             await self._final(frame)
 
     async def _final(self, final: Final) -> None:
-        if self.held_until_commit and not final.committed:
+        if self.held_until_commit and (not final.committed or final.tentative):
             if final.text:
                 self._held.append(final)
+            if final.tentative and self._held:
+                await self.push(TentativeTurn(" ".join(part.text for part in self._held)))
             return
         heard = [*self._held, final] if self.held_until_commit else [final]
         self._held = []
