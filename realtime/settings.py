@@ -295,6 +295,7 @@ WHISPER_THREADS = env_int("WHISPER_THREADS", 2)
 WHISPER_PARTIAL_INTERVAL_MS = env_float("WHISPER_PARTIAL_INTERVAL_MS", 800.0)
 WHISPER_ENDPOINT_MS = env_float("WHISPER_ENDPOINT_MS", 600.0)
 # Voice activity (Silero VAD) and end of turn (Smart Turn, else a silence timeout).
+VAD_ENABLED = env_bool("VAD_ENABLED", True)
 VAD_THRESHOLD = env_float("VAD_THRESHOLD", 0.5)
 VAD_MIN_SPEECH_MS = env_float("VAD_MIN_SPEECH_MS", 96.0)
 VAD_MIN_SILENCE_MS = env_float("VAD_MIN_SILENCE_MS", 200.0)
@@ -304,6 +305,10 @@ TURN_THRESHOLD = env_float("TURN_THRESHOLD", 0.5)
 TURN_MIN_DELAY_MS = env_float("TURN_MIN_DELAY_MS", 200.0)
 TURN_MAX_DELAY_MS = env_float("TURN_MAX_DELAY_MS", 1500.0)
 TURN_SILENCE_MS = env_float("TURN_SILENCE_MS", 700.0)
+# Speech must last this long to interrupt a reply (shorter sounds let it go on).
+INTERRUPT_MIN_SPEECH_MS = env_float("INTERRUPT_MIN_SPEECH_MS", 250.0)
+# Start the model when a turn is likely over but not yet confirmed (discarded if it goes on).
+PREEMPTIVE_GENERATION = env_bool("PREEMPTIVE_GENERATION", True)
 
 TTS_ENGINES = env_list("TTS_ENGINES", "edge,piper,espeak")
 TTS_ENGINES_BY_LANGUAGE = {
