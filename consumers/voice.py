@@ -1,16 +1,21 @@
-"""`/ws/voice/`: the real-time voice loop (protocol in docs/protocol.md). Thin: a VoiceSession
-holds the state and the tasks; this class only moves frames in and out."""
+"""`/ws/voice/`: the real-time voice loop (protocol in docs/protocol.md, shape in
+docs/architecture.md). Thin: a VoiceSession holds the pipeline and its tasks; this class only
+moves WebSocket frames in and out."""
 
 from __future__ import annotations
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from consumers.auth import accepted_subprotocol, authenticated_user
+from realtime.channel_layer import NO_CHANNEL_LAYER
 from voice.protocol import CLOSE_UNAUTHORIZED
 from voice.session import VoiceSession
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):
+    # Receives nothing through the layer (it only publishes to observers, best effort), so it
+    # takes no channel there and a Redis outage cannot close it.
+    channel_layer_alias = NO_CHANNEL_LAYER
     session: VoiceSession | None = None
 
     async def connect(self) -> None:
@@ -35,5 +40,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self.session.on_text(text_data or "")
 
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
-            await self.session.disconnected()
+        session, self.session = self.session, None
+        if session is not None:
+            await session.disconnected()
