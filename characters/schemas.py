@@ -24,14 +24,26 @@ class CharacterIn(Schema):
 
 
 class CharacterPatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, min_length=1)
-    language: str | None = Field(None, min_length=2, max_length=20)
+    """Fields sent are changed; fields left out are kept. `null` resets a field that has a
+    default (`greeting`, `model_name` → "", `voices` → {}, `temperature`, `max_tokens` → the
+    server default); `name`, `description` and `language` cannot be null."""
+
+    name: str = Field(None, min_length=1, max_length=100)
+    description: str = Field(None, min_length=1)
+    language: str = Field(None, min_length=2, max_length=20)
     greeting: str | None = Field(None, max_length=1000)
     voices: dict[str, str] | None = None
     model_name: str | None = Field(None, max_length=200)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, le=8192)
+
+    def changes(self) -> dict:
+        """The fields sent, with `null` turned into the field's default."""
+        resets = {"greeting": "", "model_name": "", "voices": {}}
+        return {
+            name: resets.get(name) if value is None else value
+            for name, value in self.dict(exclude_unset=True).items()
+        }
 
 
 class CharacterOut(Schema):
@@ -57,9 +69,11 @@ class InstanceIn(Schema):
 
 
 class InstancePatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    character_id: UUID | None = None
-    memory: str | None = None
+    """Fields sent are changed; none of them may be null."""
+
+    name: str = Field(None, min_length=1, max_length=64)
+    character_id: UUID = None
+    memory: str = None
 
 
 class InstanceOut(Schema):

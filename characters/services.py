@@ -23,7 +23,7 @@ CHARACTER_FIELDS = {
 
 
 class NameTaken(Exception):
-    """An instance name is already in use (names are unique, case-insensitively)."""
+    """An instance name is already in use (unique ignoring case and Unicode form: names.py)."""
 
 
 class InUse(Exception):
@@ -54,7 +54,7 @@ def character_delete(*, character: Character) -> None:
 
 
 def _name_is_taken(name: str, exclude_pk=None) -> bool:
-    qs = CharacterInstance.objects.filter(name__iexact=name)
+    qs = CharacterInstance.objects.named(name)
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
     return qs.exists()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
 from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.json_socket import JsonSocketConsumer
 from voice.protocol import CLOSE_UNAUTHORIZED
 
 
-class PingConsumer(AsyncJsonWebsocketConsumer):
+class PingConsumer(JsonSocketConsumer):
     async def connect(self) -> None:
         user = authenticated_user(self.scope)
         if user is None:

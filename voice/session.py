@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
 
 from characters import selectors
 
@@ -354,8 +353,7 @@ class VoiceSession:
 
 
 def _conversation_ok(user, instance, conversation_id: str) -> bool:
-    try:
-        conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
-    except (ObjectDoesNotExist, ValidationError, ValueError):
-        return False
-    return conversation.instance_id == instance.id and conversation.ended_at is None
+    found = selectors.conversation_for_reply(
+        user=user, instance=instance, conversation_id=conversation_id
+    )
+    return found is not None
