@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from .models import Character, CharacterInstance, MemoryRevision
+from .names import normalize_name
 
 CHARACTER_FIELDS = {
     "name",
@@ -63,6 +64,7 @@ def _name_is_taken(name: str, exclude_pk=None) -> bool:
 def instance_create(
     *, owner: AbstractBaseUser, character: Character, name: str, memory: str = ""
 ) -> CharacterInstance:
+    name = normalize_name(name)
     instance = CharacterInstance(owner=owner, character=character, name=name, memory=memory)
     instance.full_clean(validate_constraints=False)
     if _name_is_taken(name):
@@ -85,6 +87,7 @@ def instance_update(
     source: str = MemoryRevision.Source.API,
 ) -> CharacterInstance:
     if name is not None:
+        name = normalize_name(name)
         if _name_is_taken(name, exclude_pk=instance.pk):
             raise NameTaken(f"The instance name {name!r} is already taken.")
         instance.name = name

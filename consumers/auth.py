@@ -28,6 +28,7 @@ SUBPROTOCOL = "voz.v1"
 BEARER_PREFIX = "bearer."
 CLOSE_FORBIDDEN_ORIGIN = 4403
 DEFAULT_PORTS = {"http": 80, "https": 443}
+EDGE_KEY = "voz.edge"  # consumers.edge puts its per-socket state here.
 
 
 def header(scope: dict, name: bytes) -> str | None:
@@ -138,6 +139,8 @@ class _TokenOrSessionAuth(AuthMiddleware):
         else:
             scope["auth_method"] = None
             scope["user"]._wrapped = AnonymousUser()
+        if (edge := scope.get(EDGE_KEY)) is not None:
+            edge.auth_scope = scope  # Middlewares copy the scope; the edge re-checks this one.
 
 
 def WebSocketAuthMiddleware(inner):

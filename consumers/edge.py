@@ -34,7 +34,7 @@ from django.conf import settings
 from accounts import selectors as account_selectors
 from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
 
-from .auth import accepted_subprotocol, authenticated_user
+from .auth import EDGE_KEY, accepted_subprotocol, authenticated_user
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class _Socket:
         self.accepted = False
         self.closed = False
         self.recheck: asyncio.Task | None = None
+        self.auth_scope: dict | None = None  # The scope after authentication (consumers.auth).
+        scope[EDGE_KEY] = self
 
     async def receive(self) -> dict[str, Any]:
         while True:
@@ -141,7 +143,7 @@ class _Socket:
     # Credential re-check ------------------------------------------------------------------
 
     def _start_recheck(self) -> None:
-        user = authenticated_user(self.scope)
+        user = authenticated_user(self.auth_scope or {})
         if user is not None and settings.WS_AUTH_RECHECK_SECONDS > 0:
             self.recheck = asyncio.create_task(self._recheck_loop(user))
 
@@ -153,7 +155,7 @@ class _Socket:
         while not self.closed:
             await asyncio.sleep(settings.WS_AUTH_RECHECK_SECONDS)
             try:
-                valid = await database_sync_to_async(credentials_valid)(self.scope, user.pk)
+                valid = await database_sync_to_async(credentials_valid)(self.auth_scope, user.pk)
             except Exception as exc:  # An outage: keep the call, try again next time.
                 logger.warning("Could not re-check a socket's credentials: %s", exc)
                 continue
