@@ -11,15 +11,18 @@ from typing import Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from ninja import Field, Router, Schema
+from django.http.multipartparser import MultiPartParserError
+from ninja import Field, Query, Router, Schema
 
 from characters.models import LANGUAGE_VALIDATOR
+from characters.schemas import LANGUAGE_PATTERN
 from realtime.errors import ApiError, ErrorOut
 
 from .formats import INPUT_FORMATS_HELP, AudioFormatError
 from .services import AudioTooLong, transcribe_file, tts_body
 from .stt import SttUnavailable
 from .tts import (
+    ENGINES,
     NothingToSay,
     TtsUnavailable,
     UnknownVoice,
@@ -27,6 +30,7 @@ from .tts import (
     synthesize_with_fallback,
     voice_map_for,
 )
+from .tts.chain import chain_for
 
 router = Router(tags=["speech"])
 
@@ -49,7 +53,7 @@ class SttOut(Schema):
 class TtsIn(Schema):
     text: str = Field(..., min_length=1)
     voice: str | None = None
-    language: str = "en"
+    language: str = Field("en", pattern=LANGUAGE_PATTERN)
     format: Literal["mp3", "wav", "pcm16", "ogg"] = "mp3"
 
 
@@ -69,7 +73,10 @@ def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
     """(audio bytes, its content type, language from the form) from multipart or a raw body."""
     content_type = request.META.get("CONTENT_TYPE", "")
     if content_type.startswith("multipart/form-data"):
-        upload = request.FILES.get("file")
+        try:
+            upload = request.FILES.get("file")
+        except MultiPartParserError as exc:
+            raise ApiError(400, "bad_request", f"Malformed multipart body: {exc}") from exc
         if upload is None:
             return b"", "", request.POST.get("language")
         if upload.size > settings.STT_MAX_UPLOAD_BYTES:
@@ -83,10 +90,12 @@ def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
 
 @router.post(
     "/stt",
-    response={200: SttOut, 413: ErrorOut, 415: ErrorOut},
+    response={200: SttOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut},
     summary="Transcribe an audio file",
 )
-async def speech_to_text(request: HttpRequest, language: str = ""):
+async def speech_to_text(
+    request: HttpRequest, language: str = Query("", pattern=f"^$|{LANGUAGE_PATTERN}")
+):
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     limit = settings.STT_MAX_UPLOAD_BYTES
     if declared > limit and not request.META.get("CONTENT_TYPE", "").startswith("multipart/"):
@@ -143,6 +152,15 @@ async def text_to_speech(request: HttpRequest, payload: TtsIn):
         )
     if problem := _bad_language(payload.language):
         raise ApiError(422, "validation_error", f"language: {problem}", field="language")
+    if not any(
+        ENGINES[n].supports(payload.language) for n in chain_for(payload.language) if n in ENGINES
+    ):
+        raise ApiError(
+            422,
+            "language_unsupported",
+            f"No configured TTS engine speaks '{payload.language}'.",
+            field="language",
+        )
     try:
         voices = voice_map_for(payload.voice) if payload.voice else {}
     except UnknownVoice as exc:

@@ -13,12 +13,14 @@ import json
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds, unsafe_reason
 
 API_PREFIX = "/api/"
 _FORMS = {"multipart/form-data", "application/x-www-form-urlencoded"}
+_RAW = ("audio/", "application/octet-stream")
 
 
 def refusal(request: HttpRequest) -> HttpResponse | None:
@@ -33,15 +35,23 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
         for value in values:
             if reason := unsafe_reason(value):
                 return _error(key, reason)
-    if request.content_type in _FORMS or request.body.lstrip()[:1] not in (b"{", b"["):
-        return None  # Forms are checked by their fields; other bodies are audio (POST /api/stt).
-    if json_depth_exceeds(request.body):
+    if request.content_type in _FORMS or request.content_type.startswith(_RAW):
+        return None  # Forms are checked by their fields; audio is POST /api/stt's.
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None  # The view answers 413.
+    if not body:
+        return None
+    if json_depth_exceeds(body):
         return _error("", f"JSON nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
-        body = json.loads(request.body)
+        data = json.loads(body)
     except ValueError:  # UnicodeDecodeError included.
         return None  # The API answers malformed JSON itself (400 bad_request).
-    found = find_unsafe(body)
+    if not isinstance(data, dict):
+        return _error("", "The body must be a JSON object.")
+    found = find_unsafe(data)
     return _error(*found) if found else None
 
 

@@ -2,7 +2,7 @@
 
 Some answers can come from any operation: 422 (invalid input, including text we cannot store:
 realtime.http_edge), 429 (API_RATE_LIMIT) and 503 (database unavailable); 401 where auth is
-needed, 404 where the path names an object, 400 where a JSON body is parsed. Routers declare
+needed, 404 where the path or the body names an object, 400 where a JSON body is parsed. Routers declare
 their own other errors next to the view (`response={201: X, 409: ErrorOut}`); OPERATION_ERRORS
 covers views whose routers do not (yet) declare them.
 """
@@ -65,8 +65,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             statuses = {"422", "429", "503", *OPERATION_ERRORS.get(operation["operationId"], ())}
             if operation.get("security"):
                 statuses.add("401")
-            if "{" in path:
-                statuses.add("404")
+            if "{" in path or "requestBody" in operation:
+                statuses.add("404")  # The path or the body names an object.
             if "requestBody" in operation:
                 statuses.add("400")
             responses = operation.setdefault("responses", {})
