@@ -240,3 +240,37 @@ def test_probes_are_not_redirected_to_https(client, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/characters").status_code == 301
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="only SQLite let such names in")
+@pytest.mark.django_db(transaction=True)
+def test_migration_keys_existing_names_and_renames_collisions(django_user_model):
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("characters", "0001_initial")])
+    old = executor.loader.project_state([("characters", "0001_initial")]).apps
+    owner = old.get_model("auth", "User").objects.create(username="legacy")
+    character = old.get_model("characters", "Character").objects.create(
+        owner_id=owner.pk, name="C", description="d"
+    )
+    Instance = old.get_model("characters", "CharacterInstance")
+    for name in ("Ángel-r1", "ángel-r1"):  # SQLite's LOWER() let both in.
+        Instance.objects.create(owner_id=owner.pk, character_id=character.pk, name=name)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    names = sorted(CharacterInstance.objects.values_list("name", "name_key"))
+    assert names == [("Ángel-r1", "ángel-r1"), ("ángel-r1-2", "ángel-r1-2")]
+
+
+def test_staff_cannot_continue_another_owners_conversation_over_http(
+    staff_api, user, instance, fake_openai
+):
+    from characters.models import Conversation
+
+    conversation = Conversation.objects.create(instance=instance, owner=user)
+    response = staff_api.post(
+        f"/api/instances/{instance.id}/chat", {"text": "Hola", "conversation": str(conversation.id)}
+    )
+    assert response.status_code == 404
+    assert conversation.messages.count() == 0
