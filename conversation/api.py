@@ -5,20 +5,23 @@ Async views: the ORM runs through `sync_to_async`, the model stream on the event
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncGenerator
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router, Schema
 
 from characters import selectors
+from characters.models import Message
 
 from . import services
-from .engines import LlmError, LlmTimeoutError
+from .engines import LlmTimeoutError
+from .errors import ConversationEnded, ConversationNotFound, MessageNotStored, TurnError
+from .memory import memory_consolidate
+from .turns import ReplyTurn, conversation_open, reply_turn, text_validate
 
 router = Router(tags=["conversation"])
 
@@ -32,20 +35,21 @@ def _error(status: int, code: str, detail: str, **extra) -> JsonResponse:
     return JsonResponse({"detail": detail, "code": code, **extra}, status=status)
 
 
-def _status_for(exc: LlmError) -> int:
+def _status_for(exc: Exception) -> int:
+    if isinstance(exc, TurnError):
+        return 503  # The database refused the write: try again later.
     return 504 if isinstance(exc, LlmTimeoutError) else 502
 
 
-def _turn_ids(turn: services.Turn) -> dict:
+def _turn_ids(turn: ReplyTurn) -> dict:
     return {
-        "conversation_id": str(turn.conversation.pk),
-        "user_message_id": str(turn.user_message.pk),
-        "message_id": str(turn.assistant_message.pk) if turn.assistant_message else None,
+        "conversation_id": str(turn.conversation_id),
+        "user_message_id": str(turn.user_message_id),
+        "message_id": str(turn.reply_message_id) if turn.reply_message_id else None,
     }
 
 
-def _done_body(turn: services.Turn) -> dict:
-    message = turn.assistant_message
+def _done_body(turn: ReplyTurn, message: Message) -> dict:
     return {
         **_turn_ids(turn),
         "text": message.text,
@@ -55,6 +59,13 @@ def _done_body(turn: services.Turn) -> dict:
         "completion_tokens": message.completion_tokens,
         "timings": message.timings,
     }
+
+
+def _error_body(turn: ReplyTurn) -> dict:
+    body = {"code": turn.error.code, "message": str(turn.error), **_turn_ids(turn)}
+    if turn.reply_message_id is None:
+        body["text"] = turn.produced  # Not stored: the client at least has what was said.
+    return body
 
 
 def _sse(event: str, data: dict) -> str:
@@ -72,41 +83,55 @@ async def chat(request: HttpRequest, instance_id: UUID, payload: ChatIn):
     instance = await sync_to_async(selectors.instance_get)(
         user=request.auth, instance_id=instance_id
     )
+    text = text_validate(payload.text)
     try:
-        turn = await services.reply_start(
-            instance=instance,
-            user=request.auth,
-            text=payload.text,
-            conversation_id=payload.conversation,
-            channel="api",
-        )
-    except services.ConversationEnded as exc:
-        return _error(409, "conversation_ended", str(exc))
+        if payload.conversation is not None:
+            await conversation_open(
+                instance=instance, user=request.auth, conversation_id=payload.conversation
+            )
+    except ConversationEnded as exc:
+        return _error(409, exc.code, str(exc))
+    except ConversationNotFound as exc:
+        return _error(404, "not_found", str(exc))
+    turn = reply_turn(
+        instance=instance,
+        user=request.auth,
+        text=text,
+        conversation_id=payload.conversation,
+        channel="api",
+    )
     if _wants_stream(request):
         response = StreamingHttpResponse(_events(turn), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
     try:
-        async for _ in turn.stream():
-            pass
-    except LlmError as exc:
-        return _error(_status_for(exc), exc.code, str(exc), **_turn_ids(turn))
-    await turn.finish()
-    return _done_body(turn)
+        async with turn:
+            async for _ in turn.deltas():
+                pass
+    except MessageNotStored as exc:
+        return _error(503, exc.code, str(exc))
+    if turn.error is not None:
+        body = _error_body(turn)
+        return _error(_status_for(turn.error), body.pop("code"), body.pop("message"), **body)
+    message = await Message.objects.aget(pk=turn.reply_message_id)
+    return _done_body(turn, message)
 
 
-async def _events(turn: services.Turn) -> AsyncGenerator[str, None]:
-    yield _sse("start", _turn_ids(turn))
+async def _events(turn: ReplyTurn) -> AsyncGenerator[str, None]:
     try:
-        async with contextlib.aclosing(turn.stream()) as deltas:
-            async for delta in deltas:
+        async with turn:
+            yield _sse("start", _turn_ids(turn))
+            async for delta in turn.deltas():
                 yield _sse("delta", {"delta": delta})
-    except LlmError as exc:
-        yield _sse("error", {"code": exc.code, "message": str(exc), **_turn_ids(turn)})
+    except (ConversationEnded, ConversationNotFound, MessageNotStored) as exc:
+        yield _sse("error", {"code": exc.code, "message": str(exc)})
         return
-    await turn.finish()
-    yield _sse("done", _done_body(turn))
+    if turn.error is not None:
+        yield _sse("error", _error_body(turn))
+        return
+    message = await Message.objects.aget(pk=turn.reply_message_id)
+    yield _sse("done", _done_body(turn, message))
 
 
 class EndOut(Schema):
@@ -129,21 +154,24 @@ async def end_conversation(request: HttpRequest, conversation_id: UUID):
     }
 
 
+class ConsolidationFailure(Schema):
+    conversation_id: UUID
+    error: str
+
+
 class ConsolidateOut(Schema):
     instance_id: UUID
     conversations: int
     memory: str
     revision_id: int | None
+    failed: list[ConsolidationFailure]
 
 
 @router.post("/instances/{instance_id}/memory/consolidate", response=ConsolidateOut)
-async def consolidate_memory(request: HttpRequest, instance_id: UUID) -> HttpResponse | dict:
+async def consolidate_memory(request: HttpRequest, instance_id: UUID) -> dict:
     """Consolidate now every conversation of the instance not yet in its memory (open ones too)."""
     instance = await sync_to_async(selectors.instance_get)(
         user=request.auth, instance_id=instance_id
     )
-    try:
-        result = await services.memory_consolidate(instance_id=instance.pk, include_open=True)
-    except LlmError as exc:
-        return _error(_status_for(exc), exc.code, str(exc))
+    result = await memory_consolidate(instance_id=instance.pk, include_open=True)
     return result.__dict__

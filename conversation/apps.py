@@ -9,5 +9,7 @@ class ConversationConfig(AppConfig):
         from realtime import readiness
 
         from .engines import get_engine
+        from .memory import consolidation_status
 
         readiness.register("llm", lambda: get_engine().describe())
+        readiness.register("memory", consolidation_status)

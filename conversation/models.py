@@ -19,6 +19,15 @@ class ConversationState(models.Model):
     consolidated_at = models.DateTimeField(
         null=True, blank=True, help_text="When its turns were last consolidated into memory."
     )
+    consolidation_attempts = models.PositiveIntegerField(
+        default=0, help_text="Failed consolidations in a row (0 after a success)."
+    )
+    consolidation_next_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a failure: no automatic retry before this time."
+    )
+    consolidation_error = models.CharField(
+        max_length=200, blank=True, help_text="Why the last consolidation failed, if it did."
+    )
 
     def __str__(self) -> str:
         return f"{self.conversation_id}: folded {self.folded_messages}"

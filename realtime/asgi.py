@@ -10,13 +10,17 @@ django_asgi_app = get_asgi_application()  # Loads settings and apps before anyth
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from consumers.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
+from conversation.background import lifespan_sweeper  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": WebSocketOriginValidator(
-            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# lifespan_sweeper starts the idle memory sweep with the server (conversation/background.py).
+application = lifespan_sweeper(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": WebSocketOriginValidator(
+                WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

@@ -142,11 +142,28 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DB_NAME", f"test_voz_{_checkout}")}
 
 REDIS_URL = env_str("REDIS_URL")
+# Explicit: redis-py 8 defaults to 5 s, which cuts the layer's 5 s blocking receive and closed
+# every idle WebSocket with 1011 (realtime/channel_layer.py, docs/operations.md).
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 15.0)
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0)
+REDIS_PREFIX = env_str("REDIS_PREFIX", "asgi")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            "BACKEND": "realtime.channel_layer.ResilientRedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "socket_keepalive": True,
+                    }
+                ],
+                "prefix": REDIS_PREFIX,
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:
@@ -211,6 +228,7 @@ LLM_FIRST_TOKEN_TIMEOUT = env_float("LLM_FIRST_TOKEN_TIMEOUT", 15.0)
 LLM_TOTAL_TIMEOUT = env_float("LLM_TOTAL_TIMEOUT", 60.0)
 LLM_RETRIES = env_int("LLM_RETRIES", 2)
 LLM_RETRY_BACKOFF = env_float("LLM_RETRY_BACKOFF", 0.5)
+LLM_TOKEN_TIMEOUT = env_float("LLM_TOKEN_TIMEOUT", 10.0)  # Between tokens once started; 0: none.
 LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
 LOCAL_MAX_TOKENS = env_int("LOCAL_MAX_TOKENS", 120)
 LOCAL_CONTEXT_TOKENS = env_int("LOCAL_CONTEXT_TOKENS", 2048)
@@ -218,7 +236,11 @@ LOCAL_THREADS = env_int("LOCAL_THREADS", 0)  # 0: llama.cpp's default.
 TIKTOKEN_CACHE_DIR = env_str("TIKTOKEN_CACHE_DIR", str(DATA_DIR / "tiktoken"))
 CHAT_MAX_CHARS = env_int("CHAT_MAX_CHARS", 2000)
 CONVERSATION_SUMMARY_MAX_CHARS = env_int("CONVERSATION_SUMMARY_MAX_CHARS", 2000)
-MEMORY_CONSOLIDATION = env_bool("MEMORY_CONSOLIDATION", True)
+CONVERSATION_STORE_RETRIES = env_int("CONVERSATION_STORE_RETRIES", 4)
+CONVERSATION_STORE_BACKOFF = env_float("CONVERSATION_STORE_BACKOFF", 0.5)
+# The bundled local model is too weak to edit memory safely: off by default with it.
+MEMORY_CONSOLIDATION = env_bool("MEMORY_CONSOLIDATION", LLM_ENGINE != "local")
+MEMORY_RETRY_SECONDS = env_int("MEMORY_RETRY_SECONDS", 300)
 MEMORY_IDLE_SECONDS = env_int("MEMORY_IDLE_SECONDS", 900)
 MEMORY_SWEEP_SECONDS = env_int("MEMORY_SWEEP_SECONDS", 60)  # 0: no in-process idle sweep.
 

@@ -251,6 +251,7 @@ def fake_openai(settings):
     settings.LLM_RETRY_BACKOFF = 0.05
     settings.LLM_FIRST_TOKEN_TIMEOUT = 5.0
     settings.LLM_TOTAL_TIMEOUT = 20.0
+    settings.MEMORY_CONSOLIDATION = True  # Its default with the openai engine.
     try:
         yield server
     finally:

@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from characters.models import Conversation, Message
-from conversation import services
+from conversation.background import wait_background
+from conversation.turns import conversation_open
 from tests.fake_openai import API_KEY, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -247,15 +248,16 @@ async def test_end_conversation_consolidates_memory(fake_openai, owner, instance
         content_type="application/json",
     )
     conversation_id = first.json()["conversation_id"]
-    fake_openai.script("The user is Ana. Ana has a dog called Rex.")
+    fake_openai.script('{"edits": [{"op": "add", "text": "Ana has a dog called Rex."}]}')
     ended = await client_for(owner).post(f"/api/conversations/{conversation_id}/end")
     assert ended.status_code == 200
     assert ended.json()["consolidation"] == "scheduled"
-    await services.wait_background()
+    await wait_background()
     await sync_to_async(instance.refresh_from_db)()
-    assert instance.memory == "The user is Ana. Ana has a dog called Rex."
+    assert instance.memory == "The user's name is Ana.\nAna has a dog called Rex."
     revision = await sync_to_async(instance.memory_revisions.get)()
     assert revision.source == "consolidation" and revision.text == "The user's name is Ana."
+    assert "add: Ana has a dog called Rex." in revision.note
     consolidation = fake_openai.chat_requests[-1]
     assert "I have a dog called Rex." in consolidation.messages[-1]["content"]
     # An ended conversation cannot take more turns.
@@ -268,7 +270,7 @@ async def test_end_conversation_consolidates_memory(fake_openai, owner, instance
 
 
 async def test_end_of_someone_elses_conversation_is_404(fake_openai, owner, instance, make_user):
-    turn = await services.reply_start(instance=instance, user=owner, text="Hi")
+    conversation_id = await conversation_open(instance=instance, user=owner)
     mallory = await sync_to_async(make_user)("mallory")
-    response = await client_for(mallory).post(f"/api/conversations/{turn.conversation.pk}/end")
+    response = await client_for(mallory).post(f"/api/conversations/{conversation_id}/end")
     assert response.status_code == 404

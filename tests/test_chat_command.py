@@ -25,7 +25,11 @@ def test_chat_command_streams_replies_from_piped_stdin(
 ):
     owner = make_user("alice")
     instance = make_instance(owner, name="Pipe-Luna")
-    fake_openai.script("Ahoy, Ana!", "Rex is a fine dog.", "Ana has a dog called Rex.")
+    fake_openai.script(
+        "Ahoy, Ana!",
+        "Rex is a fine dog.",
+        '{"edits": [{"op": "add", "text": "Ana has a dog called Rex."}]}',
+    )
     out, _ = run(
         "chat", "pipe-luna", stdin="I am Ana.\n\nMy dog is Rex.\n", monkeypatch=monkeypatch
     )
@@ -74,11 +78,13 @@ def test_consolidate_memory_command(fake_openai, make_user, make_instance, monke
     instance = make_instance(owner, name="Cmd-Luna", memory="Old memory.")
     conversation = Conversation.objects.create(instance=instance, owner=owner)
     Message.objects.create(conversation=conversation, role="user", text="I love sailing.")
-    fake_openai.script("Old memory. The user loves sailing.")
+    fake_openai.script(
+        '{"edits": [{"op": "replace", "old": "Old memory.", "new": "The user loves sailing."}]}'
+    )
     out, _ = run("consolidate_memory", "Cmd-Luna", monkeypatch=monkeypatch)
     assert "1 conversation(s) consolidated" in out
     instance.refresh_from_db()
-    assert instance.memory == "Old memory. The user loves sailing."
+    assert instance.memory == "The user loves sailing."
     # The conversation is still open: a sweep without --idle leaves it alone.
     out, _ = run("consolidate_memory", monkeypatch=monkeypatch)
     assert "0 instance(s)" in out

@@ -58,4 +58,4 @@ def test_urls_switch_to_postgres_and_redis(tmp_path):
     )
     values = probe(env_file, SECRET_KEY="k" * 50, VOZ_DATA_DIR=str(tmp_path))
     assert values["db"] == "django.db.backends.postgresql"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["layer"] == "realtime.channel_layer.ResilientRedisChannelLayer"

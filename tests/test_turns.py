@@ -1,4 +1,4 @@
-"""The turn API the voice loop drives: persistence rules, cancel, folding, consolidation."""
+"""The turn (conversation.turns.reply_turn): persistence rules, cancel, errors, folding."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
-from characters.models import Conversation, MemoryRevision, Message
-from conversation import services
-from conversation.engines import LlmTimeoutError
+from characters.models import Conversation, Message
+from conversation.background import wait_background
+from conversation.errors import ConversationEnded, ConversationNotFound
 from conversation.models import ConversationState
+from conversation.turns import conversation_open, reply_turn
 from tests.fake_openai import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,96 +34,172 @@ async def stored(conversation_id) -> list[Message]:
     )
 
 
+async def whole_turn(instance, owner, text, conversation_id=None, **kwargs):
+    async with reply_turn(
+        instance=instance, user=owner, text=text, conversation_id=conversation_id, **kwargs
+    ) as turn:
+        async for _ in turn.deltas():
+            pass
+    return turn
+
+
 async def test_user_message_is_stored_before_the_engine_is_called(fake_openai, owner, instance):
-    turn = await services.reply_start(instance=instance, user=owner, text="Hello", channel="ws")
-    assert fake_openai.chat_requests == []
-    rows = await stored(turn.conversation.pk)
-    assert [(m.role, m.text) for m in rows] == [("user", "Hello")]
-    assert turn.user_message.pk == rows[0].pk
-    assert turn.conversation.channel == "ws"
-    deltas = [d async for d in turn.stream()]
-    message = await turn.finish()
-    assert "".join(deltas) == message.text == "Hello from the fake model."
-    assert message.timings["first_token_ms"] is not None
+    async with reply_turn(instance=instance, user=owner, text=" Hello ", channel="ws") as turn:
+        assert fake_openai.chat_requests == []
+        rows = await stored(turn.conversation_id)
+        assert [(m.role, m.text) for m in rows] == [("user", "Hello")]
+        assert turn.user_message_id == rows[0].pk
+        deltas = [d async for d in turn.deltas()]
+    rows = await stored(turn.conversation_id)
+    conversation = await Conversation.objects.aget(pk=turn.conversation_id)
+    assert conversation.channel == "ws"
+    assert "".join(deltas) == rows[1].text == "Hello from the fake model."
+    assert rows[1].pk == turn.reply_message_id and turn.error is None
+    assert rows[1].interrupted is False
+    assert rows[1].timings["first_token_ms"] is not None
+    assert rows[1].timings["prepare_ms"] is not None
 
 
-async def test_spoken_text_overrides_and_finish_updates(fake_openai, owner, instance):
-    fake_openai.script("One. Two. Three.")
-    turn = await services.reply_start(instance=instance, user=owner, text="Count")
-    async for _ in turn.stream():
-        pass
-    first = await turn.finish(spoken_text="One.", interrupted=True)
-    again = await turn.finish(spoken_text="One. Two.")
-    assert first.pk == again.pk
-    rows = await stored(turn.conversation.pk)
+async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, owner, instance):
+    fake_openai.script("One. Two. Three.", "Four.")
+    async with reply_turn(instance=instance, user=owner, text="Count") as turn:
+        async for _ in turn.deltas():
+            pass
+        turn.heard("One.")
+        turn.add_timings({"first_audio_ms": 812.5})
+    rows = await stored(turn.conversation_id)
     assert len(rows) == 2
-    assert rows[1].text == "One. Two." and rows[1].interrupted is True
+    assert rows[1].text == "One." and rows[1].interrupted is True
+    assert rows[1].timings["first_audio_ms"] == 812.5
+    # Heard in full: not interrupted.
+    turn = await whole_turn(instance, owner, "Again", turn.conversation_id)
+    async with reply_turn(
+        instance=instance, user=owner, text="Once more", conversation_id=turn.conversation_id
+    ) as again:
+        text = "".join([d async for d in again.deltas()])
+        again.heard(text)
+    rows = await stored(turn.conversation_id)
+    assert rows[-1].interrupted is False and rows[-1].text == text
 
 
-async def test_cancel_during_streaming_stores_partial_reply(fake_openai, owner, instance):
+async def test_cancel_during_streaming_stores_partial_reply_once(fake_openai, owner, instance):
     fake_openai.script(Reply("a b c d e f g h i j", token_delay=0.1))
-    turn = await services.reply_start(instance=instance, user=owner, text="Go")
     got: list[str] = []
     three = asyncio.Event()
+    turn = reply_turn(instance=instance, user=owner, text="Go")
 
     async def consume():
-        async for delta in turn.stream():
-            got.append(delta)
-            if len(got) == 3:
-                three.set()
+        async with turn:
+            async for delta in turn.deltas():
+                got.append(delta)
+                if len(got) == 3:
+                    three.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(three.wait(), 5)
+    await asyncio.wait_for(three.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    rows = await stored(turn.conversation.pk)
-    assert rows[-1].role == "assistant"
+    rows = await stored(turn.conversation_id)
+    assert [m.role for m in rows] == ["user", "assistant"]
     assert rows[-1].interrupted is True
-    assert rows[-1].text == "".join(got)
+    assert rows[-1].text == "".join(got).strip()
     assert rows[-1].completion_tokens == len(got)
+    assert turn.reply_message_id == rows[-1].pk
 
 
-async def test_timeout_stores_the_error(fake_openai, owner, instance, settings):
+async def test_leaving_early_marks_the_reply_interrupted(fake_openai, owner, instance):
+    fake_openai.script("a b c d e f")
+    async with reply_turn(instance=instance, user=owner, text="Go") as turn:
+        async for first in turn.deltas():  # noqa: B007
+            break
+    rows = await stored(turn.conversation_id)
+    assert rows[-1].interrupted is True and rows[-1].text == first.strip()
+
+
+async def test_model_errors_end_deltas_and_are_stored(fake_openai, owner, instance, settings):
     settings.LLM_FIRST_TOKEN_TIMEOUT = 0.2
     fake_openai.script(Reply("late", first_token_delay=1.0))
-    turn = await services.reply_start(instance=instance, user=owner, text="Hi")
-    with pytest.raises(LlmTimeoutError):
-        async for _ in turn.stream():
-            pass
-    rows = await stored(turn.conversation.pk)
+    turn = await whole_turn(instance, owner, "Hi")
+    assert turn.error is not None and turn.error.code == "llm_timeout"
+    rows = await stored(turn.conversation_id)
     assert rows[-1].error.startswith("llm_timeout: ")
-    assert rows[-1].text == ""
+    assert rows[-1].text == "" and rows[-1].pk == turn.reply_message_id
+
+
+async def test_an_error_in_the_callers_code_is_stored_and_raised(fake_openai, owner, instance):
+    turn = reply_turn(instance=instance, user=owner, text="Hi")
+    with pytest.raises(ZeroDivisionError):
+        async with turn:
+            async for _ in turn.deltas():
+                1 / 0  # noqa: B018
+    rows = await stored(turn.conversation_id)
+    assert rows[-1].error == "turn_failed: internal: ZeroDivisionError"
 
 
 async def test_text_limits(fake_openai, owner, instance, settings):
     settings.CHAT_MAX_CHARS = 10
-    with pytest.raises(ValidationError):
-        await services.reply_start(instance=instance, user=owner, text="x" * 11)
-    assert await sync_to_async(Message.objects.count)() == 0
+    for text in ("x" * 11, "   "):
+        with pytest.raises(ValidationError):
+            async with reply_turn(instance=instance, user=owner, text=text):
+                pass
+    assert await Message.objects.acount() == 0
+    assert fake_openai.chat_requests == []
 
 
-async def test_long_history_is_folded_into_the_summary(fake_openai, owner, instance, settings):
+async def test_conversation_open_checks_owner_instance_and_end(
+    fake_openai, owner, instance, make_user, make_instance
+):
+    conversation_id = await conversation_open(instance=instance, user=owner, channel="cli")
+    assert (await Conversation.objects.aget(pk=conversation_id)).channel == "cli"
+    assert (
+        await conversation_open(instance=instance, user=owner, conversation_id=conversation_id)
+        == conversation_id
+    )
+    mallory = await sync_to_async(make_user)("mallory")
+    other = await sync_to_async(make_instance)(owner, name="Other")
+    for user, inst, cid in (
+        (mallory, instance, conversation_id),
+        (owner, other, conversation_id),
+        (owner, instance, "not-a-uuid"),
+        (owner, instance, "4f1d9a4e-0000-4000-8000-000000000000"),
+    ):
+        with pytest.raises(ConversationNotFound):
+            await conversation_open(instance=inst, user=user, conversation_id=cid)
+        with pytest.raises(ConversationNotFound):
+            async with reply_turn(instance=inst, user=user, text="Hi", conversation_id=cid):
+                pass
+    await Conversation.objects.filter(pk=conversation_id).aupdate(ended_at="2026-01-01T00:00Z")
+    with pytest.raises(ConversationEnded):
+        async with reply_turn(
+            instance=instance, user=owner, text="Hi", conversation_id=conversation_id
+        ):
+            pass
+    assert await Message.objects.acount() == 0
+
+
+async def test_long_history_is_folded_after_turns_not_before(
+    fake_openai, owner, instance, settings
+):
     settings.LLM_CONTEXT_TOKENS = 900
     settings.LLM_MAX_TOKENS = 100
     conversation_id = None
     for index in range(12):
         fake_openai.script(f"Reply {index}: " + "blah " * 30)
-        turn = await services.reply_start(
-            instance=instance,
-            user=owner,
-            text=f"Question {index}: " + "words " * 30,
-            conversation_id=conversation_id,
+        before = len(fake_openai.chat_requests)
+        turn = await whole_turn(
+            instance, owner, f"Question {index}: " + "words " * 30, conversation_id
         )
-        conversation_id = turn.conversation.pk
-        async for _ in turn.stream():
-            pass
-        await turn.finish()
+        # The turn itself made exactly one model call: folding is not on its path.
+        assert len(fake_openai.chat_requests) == before + 1
+        assert "running summary" not in fake_openai.chat_requests[-1].system
+        conversation_id = turn.conversation_id
         assert turn.prompt_tokens <= 900 - 100
+        await wait_background()
     fold_requests = [r for r in fake_openai.chat_requests if "running summary" in r.system]
     assert fold_requests, "older turns should have been folded by the model"
-    conversation = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
-    state = await sync_to_async(ConversationState.objects.get)(conversation=conversation)
+    conversation = await Conversation.objects.aget(pk=conversation_id)
+    state = await ConversationState.objects.aget(conversation=conversation)
     assert conversation.summary
     assert state.folded_messages > 0
     # The last reply's prompt carries the summary, the memory, and only unfolded turns.
@@ -134,81 +210,16 @@ async def test_long_history_is_folded_into_the_summary(fake_openai, owner, insta
     assert len(await stored(conversation_id)) == 24
 
 
-async def test_consolidation_writes_a_revision_within_the_bound(
-    fake_openai, owner, instance, settings
-):
-    settings.MEMORY_MAX_CHARS = 60
-    turn = await services.reply_start(instance=instance, user=owner, text="I moved to Lima.")
-    async for _ in turn.stream():
-        pass
-    await turn.finish()
-    await services.conversation_end(conversation=turn.conversation)
-    await services.wait_background()
-    fake_openai.script("Ana likes tea. Ana moved to Lima last month and loves the ocean there.")
-    # The end already consolidated once (with the default reply); new activity makes it due.
-    await sync_to_async(Conversation.objects.filter(pk=turn.conversation.pk).update)(
-        last_activity_at=timezone.now()
-    )
-    result = await services.memory_consolidate(instance_id=instance.pk)
-    assert result.conversations == 1
-    assert len(result.memory) <= 60
-    assert result.memory.startswith("Ana likes tea. Ana moved to Lima")
-    revisions = await sync_to_async(list)(
-        MemoryRevision.objects.filter(instance=instance).order_by("id")
-    )
-    assert [r.source for r in revisions] == ["consolidation", "consolidation"]
-    assert revisions[0].text == "Ana likes tea."
-    # Nothing new to consolidate: no model call, no revision.
-    before = len(fake_openai.chat_requests)
-    assert (await services.memory_consolidate(instance_id=instance.pk)).conversations == 0
-    assert len(fake_openai.chat_requests) == before
-
-
-async def test_idle_conversations_are_ended_and_consolidated(
-    fake_openai, owner, instance, settings
-):
-    turn = await services.reply_start(instance=instance, user=owner, text="My name is Ana.")
-    async for _ in turn.stream():
-        pass
-    await turn.finish()
-    settings.MEMORY_IDLE_SECONDS = 3600
-    assert await services.consolidate_idle() == 0
-    settings.MEMORY_IDLE_SECONDS = 0
-    fake_openai.script("Ana likes tea. Her name is Ana.")
-    assert await services.consolidate_idle() == 1
-    conversation = await sync_to_async(Conversation.objects.get)(pk=turn.conversation.pk)
-    assert conversation.ended_at is not None
-    await sync_to_async(instance.refresh_from_db)()
-    assert instance.memory == "Ana likes tea. Her name is Ana."
-
-
-async def test_consolidation_can_be_switched_off(fake_openai, owner, instance, settings):
-    settings.MEMORY_CONSOLIDATION = False
-    turn = await services.reply_start(instance=instance, user=owner, text="Hi")
-    async for _ in turn.stream():
-        pass
-    await turn.finish()
-    before = len(fake_openai.chat_requests)
-    await services.conversation_end(conversation=turn.conversation)
-    await services.wait_background()
-    assert len(fake_openai.chat_requests) == before
-
-
 async def test_prompt_that_cannot_fit_fails_clearly_and_is_stored(
     fake_openai, owner, make_instance, settings
 ):
-    from conversation.engines import LlmBadRequestError
-
     settings.LLM_CONTEXT_TOKENS = 400
     settings.LLM_MAX_TOKENS = 100
     big = await sync_to_async(make_instance)(owner, name="Big", memory="remember " * 400)
-    turn = await services.reply_start(instance=big, user=owner, text="Hi")
-    with pytest.raises(LlmBadRequestError) as caught:
-        async for _ in turn.stream():
-            pass
-    assert caught.value.code == "prompt_too_long"
+    turn = await whole_turn(big, owner, "Hi")
+    assert turn.error is not None and turn.error.code == "prompt_too_long"
     assert fake_openai.chat_requests == []
-    rows = await stored(turn.conversation.pk)
+    rows = await stored(turn.conversation_id)
     assert [m.role for m in rows] == ["user", "assistant"]
     assert rows[1].error.startswith("prompt_too_long: ")
 
@@ -222,10 +233,10 @@ async def test_local_engine_turn_stays_within_its_context(owner, instance, setti
         pytest.skip("needs the local engine")
     settings.LLM_ENGINE = "local"
     settings.LOCAL_MAX_TOKENS = 16
-    turn = await services.reply_start(instance=instance, user=owner, text="Hello, who are you?")
-    assert turn.prompt_tokens <= settings.LOCAL_CONTEXT_TOKENS
-    text = "".join([d async for d in turn.stream()])
-    message = await turn.finish()
-    assert text.strip() and message.text == text
+    async with reply_turn(instance=instance, user=owner, text="Hello, who are you?") as turn:
+        assert turn.prompt_tokens <= settings.LOCAL_CONTEXT_TOKENS
+        text = "".join([d async for d in turn.deltas()])
+    message = await Message.objects.aget(pk=turn.reply_message_id)
+    assert text.strip() and message.text == text.strip()
     assert message.model == "SmolLM2-135M-Instruct.Q4_1"
     assert 1 <= message.completion_tokens <= 16

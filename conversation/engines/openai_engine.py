@@ -170,7 +170,9 @@ class OpenAIEngine:
                 if remaining <= 0:
                     raise LlmTimeoutError(f"The reply took longer than {self.total_timeout:g} s.")
                 try:
-                    chunk = await asyncio.wait_for(iterator.__anext__(), remaining)
+                    # Not wait_for: on Python 3.11 it can swallow a cancel landing with a chunk.
+                    async with asyncio.timeout(remaining):
+                        chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
                 except TimeoutError as exc:

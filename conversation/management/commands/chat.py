@@ -17,7 +17,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from characters.models import CharacterInstance
 from conversation import services
-from conversation.engines import LlmError, get_engine
+from conversation.background import wait_background
+from conversation.engines import get_engine
+from conversation.errors import ConversationEnded, MessageNotStored
+from conversation.turns import reply_turn
 
 
 class Command(BaseCommand):
@@ -64,34 +67,35 @@ class Command(BaseCommand):
                 break
             if not line.strip():
                 continue
+            turn = reply_turn(
+                instance=instance,
+                user=user,
+                text=line,
+                conversation_id=conversation_id,
+                channel="cli",
+                engine=engine,
+            )
             try:
-                turn = await services.reply_start(
-                    instance=instance,
-                    user=user,
-                    text=line,
-                    conversation_id=conversation_id,
-                    channel="cli",
-                )
+                async with turn:
+                    conversation_id = turn.conversation_id
+                    self.stdout.write(f"{instance.name}> ", ending="")
+                    async for delta in turn.deltas():
+                        self.stdout.write(delta, ending="")
+                        self.stdout.flush()
+                    self.stdout.write("")
             except ValidationError as exc:
                 self.stderr.write("; ".join(exc.messages))
                 continue
-            conversation_id = turn.conversation.pk
-            self.stdout.write(f"{instance.name}> ", ending="")
-            try:
-                async for delta in turn.stream():
-                    self.stdout.write(delta, ending="")
-                    self.stdout.flush()
-            except LlmError as exc:
-                self.stdout.write("")
+            except (ConversationEnded, MessageNotStored) as exc:
                 self.stderr.write(f"[{exc.code}] {exc}")
                 continue
-            await turn.finish()
-            self.stdout.write("")
+            if turn.error is not None:
+                self.stderr.write(f"[{turn.error.code}] {turn.error}")
         if conversation_id is None:
             return
         conversation = await sync_to_async(lambda: instance.conversations.get(pk=conversation_id))()
         if consolidate and settings.MEMORY_CONSOLIDATION:
             self.stdout.write("Updating memory…")
-        await services.conversation_end(conversation=conversation)
-        await services.wait_background()
+        await services.conversation_end(conversation=conversation, consolidate=consolidate)
+        await wait_background()
         self.stdout.write(f"Conversation {conversation_id} ended.")

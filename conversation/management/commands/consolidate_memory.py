@@ -12,8 +12,7 @@ import asyncio
 from django.core.management.base import BaseCommand, CommandError
 
 from characters.models import CharacterInstance
-from conversation import services
-from conversation.engines import LlmError
+from conversation.memory import consolidate_idle, memory_consolidate
 
 
 class Command(BaseCommand):
@@ -33,18 +32,19 @@ class Command(BaseCommand):
                 instance = CharacterInstance.objects.get(name__iexact=options["instance"])
             except CharacterInstance.DoesNotExist as exc:
                 raise CommandError(f"No instance named {options['instance']!r}.") from exc
-            try:
-                result = asyncio.run(
-                    services.memory_consolidate(instance_id=instance.pk, include_open=True)
-                )
-            except LlmError as exc:
-                raise CommandError(f"[{exc.code}] {exc}") from exc
+            result = asyncio.run(memory_consolidate(instance_id=instance.pk, include_open=True))
             self.stdout.write(
                 f"{instance.name}: {result.conversations} conversation(s) consolidated; "
                 f"memory is {len(result.memory)} characters."
             )
+            if result.failed:
+                for failure in result.failed:
+                    self.stderr.write(f"{failure['conversation_id']}: {failure['error']}")
+                raise CommandError(
+                    f"{len(result.failed)} conversation(s) failed; memory unchanged by them."
+                )
             return
         if not options["idle"]:
             self.stdout.write("Consolidating ended conversations (add --idle to end idle ones).")
-        count = asyncio.run(services.consolidate_idle(end_idle=options["idle"]))
+        count = asyncio.run(consolidate_idle(end_idle=options["idle"]))
         self.stdout.write(f"{count} instance(s) consolidated.")

@@ -1,0 +1,93 @@
+"""Reads of the conversation engine (sync ORM: call through `sync_to_async`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from characters.models import CharacterInstance, Conversation, Message
+from characters.prompt import Turn as PromptTurn
+
+from .models import ConversationState
+
+
+def instance_load(instance_id: Any) -> CharacterInstance:
+    return CharacterInstance.objects.select_related("character").get(pk=instance_id)
+
+
+def history_load(
+    conversation_id: Any, *, exclude_id: Any = None
+) -> tuple[str, int, list[PromptTurn]]:
+    """The conversation's summary, how many messages it covers, and the turns after those.
+
+    `exclude_id` leaves one message out (the new user message, sent separately). Empty texts
+    (a reply cut before its first word) are skipped: they say nothing to the model.
+    """
+    conversation = Conversation.objects.get(pk=conversation_id)
+    state = ConversationState.objects.filter(conversation=conversation).first()
+    folded = state.folded_messages if state else 0
+    messages = (
+        Message.objects.filter(conversation=conversation)
+        .exclude(role=Message.Role.SYSTEM)
+        .order_by("created_at", "id")
+    )
+    history = [
+        PromptTurn(role=m.role, text=m.text)
+        for m in messages[folded:]
+        if m.text.strip() and m.pk != exclude_id
+    ]
+    return conversation.summary, folded, history
+
+
+def conversations_to_consolidate(instance_id: Any, *, include_open: bool, now=None) -> list[Any]:
+    """Ids of the instance's conversations with activity not yet in memory, oldest first.
+
+    Conversations backing off after a failed consolidation are left out until their next try,
+    unless `include_open` (an explicit request) asks for everything.
+    """
+    now = now or timezone.now()
+    conversations = Conversation.objects.filter(instance_id=instance_id).order_by("started_at")
+    if not include_open:
+        conversations = conversations.filter(ended_at__isnull=False)
+    pending = []
+    for conversation in conversations.select_related("engine_state"):
+        state = getattr(conversation, "engine_state", None)
+        done = state.consolidated_at if state else None
+        if done is not None and done >= conversation.last_activity_at:
+            continue
+        if (
+            not include_open
+            and state
+            and state.consolidation_next_at
+            and (state.consolidation_next_at > now)
+        ):
+            continue
+        if conversation.messages.filter(role=Message.Role.USER).exists():
+            pending.append(conversation.pk)
+    return pending
+
+
+def instances_due(now=None) -> list[Any]:
+    """Instances with an ended conversation due for consolidation (not backing off)."""
+    now = now or timezone.now()
+    due = (
+        Conversation.objects.filter(ended_at__isnull=False, messages__role=Message.Role.USER)
+        .filter(
+            Q(engine_state__isnull=True)
+            | Q(engine_state__consolidated_at__isnull=True)
+            | Q(engine_state__consolidated_at__lt=F("last_activity_at"))
+        )
+        .exclude(engine_state__consolidation_next_at__gt=now)
+        .order_by()
+        .values_list("instance_id", flat=True)
+        .distinct()
+    )
+    return sorted(set(due), key=str)
+
+
+def consolidation_input(conversation_id: Any) -> tuple[str, list[PromptTurn]]:
+    """The conversation's summary and its unfolded turns."""
+    summary, _, turns = history_load(conversation_id)
+    return summary, turns

@@ -1,0 +1,477 @@
+"""One turn of a conversation: the only door into conversations (HTTP, SSE, `chat`, voice).
+
+    turn = reply_turn(instance=..., user=..., text="Hola", conversation_id=None, channel="ws")
+    async with turn:                       # validates, stores the user message, builds the prompt
+        turn.conversation_id, turn.user_message_id
+        async for delta in turn.deltas():  # the model's text as it comes
+            ...
+        turn.heard("Hola.")                # optional: what the user actually heard
+        turn.add_timings({"first_audio_ms": 812.0})
+    turn.reply_message_id, turn.error      # after exit
+
+Rules (docs/conversation.md#turns):
+- Enter stores the user message before the model is called. The store finishes even if the caller
+  is cancelled meanwhile (the cancel is re-raised after it), so `turn.conversation_id` and
+  `turn.user_message_id` are known as soon as the message exists; a turn cut before its reply
+  gets an empty reply marked interrupted, so every user message has exactly one reply.
+- Exit stores the reply exactly once, also when cancelled: the text heard (else produced), marked
+  `interrupted` when the exit is a cancel, the caller stopped reading early, or the heard text is
+  shorter than the produced one; with `error` when the model (or the caller's code) failed.
+- Model failures do not raise out of `deltas()`: the iteration ends and `turn.error` says why
+  (an `LlmError`, `LlmStalledError` when tokens stop for LLM_TOKEN_TIMEOUT s). Enter raises
+  `ValidationError`, `ConversationNotFound`, `ConversationEnded` or `MessageNotStored`.
+- Writes are retried through a short database outage (conversation.retry); a reply that still
+  cannot be stored sets `turn.error` to `ReplyNotStored` (never lost silently).
+- Observers of the instance (/ws/observe/) get transcript.final, response.started,
+  response.text.delta and response.done from here (conversation.observe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from characters.models import CharacterInstance, Conversation, Message
+from characters.prompt import PromptTooLong, build_prompt, context_window, message_tokens
+from characters.tokens import count_tokens
+
+from .background import run_in_background
+from .engines import ChatMessage, LlmEngine, LlmError, LlmStream, get_engine
+from .errors import (
+    ConversationEnded,
+    ConversationNotFound,
+    LlmPromptTooLong,
+    LlmStalledError,
+    MessageNotStored,
+    ReplyNotStored,
+    TurnError,
+)
+from .observe import Publisher
+from .retry import TRANSIENT, with_db_retry
+from .selectors import history_load
+from .summary import FoldPlan, summary_fold, token_counter
+
+__all__ = [
+    "ConversationEnded",
+    "ConversationNotFound",
+    "ReplyTurn",
+    "conversation_open",
+    "reply_turn",
+    "text_validate",
+]
+
+
+def text_validate(text: str | None) -> str:
+    """The message stripped; `ValidationError` when empty or over CHAT_MAX_CHARS."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": ["Say something: the message is empty."]})
+    limit = settings.CHAT_MAX_CHARS
+    if len(text) > limit:
+        raise ValidationError(
+            {"text": [f"The message is {len(text)} characters; the limit is {limit}."]}
+        )
+    return text
+
+
+async def conversation_open(
+    *,
+    instance: CharacterInstance,
+    user: AbstractBaseUser,
+    conversation_id: Any = None,
+    channel: str = "api",
+) -> Any:
+    """The id of a new conversation (`conversation_id` None) or of `conversation_id` checked:
+    it must be the user's, on this instance, and not ended. Raises `ConversationNotFound`,
+    `ConversationEnded`."""
+    conversation = await sync_to_async(_conversation_open)(
+        instance.pk, user, conversation_id, channel, lock=False
+    )
+    return conversation.pk
+
+
+def reply_turn(
+    *,
+    instance: CharacterInstance,
+    user: AbstractBaseUser,
+    text: str,
+    conversation_id: Any = None,
+    channel: str = "api",
+    engine: LlmEngine | None = None,
+    observe: bool = True,
+    session_id: str | None = None,
+    response_id: str | None = None,
+) -> ReplyTurn:
+    """A turn to use with `async with`. `observe=False` leaves publishing to the caller;
+    `session_id` and `response_id` are copied into the observer events."""
+    return ReplyTurn(
+        instance=instance,
+        user=user,
+        text=text,
+        requested_conversation_id=conversation_id,
+        channel=channel,
+        engine=engine,
+        observe=observe,
+        session_id=session_id,
+        response_id=response_id,
+    )
+
+
+class ReplyTurn:
+    """One exchange: the stored user message and the reply streamed and stored for it."""
+
+    def __init__(
+        self,
+        *,
+        instance: CharacterInstance,
+        user: AbstractBaseUser,
+        text: str,
+        requested_conversation_id: Any,
+        channel: str,
+        engine: LlmEngine | None,
+        observe: bool,
+        session_id: str | None,
+        response_id: str | None,
+    ) -> None:
+        self.instance = instance
+        self.user = user
+        self.text = text
+        self.channel = channel
+        self.id = response_id or uuid.uuid4().hex
+        self.conversation_id: Any = None
+        self.user_message_id: Any = None
+        self.reply_message_id: Any = None
+        self.error: LlmError | TurnError | None = None
+        self.timings: dict[str, Any] = {}
+        self.model = ""
+        self.prompt_tokens = 0
+        self._requested = requested_conversation_id
+        self._engine = engine
+        self._messages: list[ChatMessage] = []
+        self._max_tokens = 0
+        self._temperature: float | None = None
+        self._context = 0
+        self._needs_fold = False
+        self._llm: LlmStream | None = None
+        self._heard: str | None = None
+        self._completed = False
+        self._entered = False
+        self._exited = False
+        extra = {"session_id": session_id, "channel": channel}
+        self._publisher = Publisher(instance.pk, enabled=observe, extra=extra)
+
+    # The caller's side ----------------------------------------------------------------------
+
+    @property
+    def produced(self) -> str:
+        """Everything the model produced so far."""
+        return self._llm.text if self._llm is not None else ""
+
+    def heard(self, text: str) -> None:
+        """What the user actually heard; stored instead of the produced text."""
+        self._heard = text
+
+    def add_timings(self, timings: dict[str, Any]) -> None:
+        """Figures (ms) merged into the stored reply's `timings`."""
+        self.timings.update(timings)
+
+    async def deltas(self):
+        """The reply's text deltas. Ends early (with `self.error` set) when the model fails."""
+        if not self._entered or self._exited:
+            raise RuntimeError("Read deltas() inside `async with` the turn.")
+        if self._llm is not None:
+            raise RuntimeError("A turn's deltas are read once.")
+        if self.error is not None:
+            return
+        self._llm = self._engine.stream(
+            self._messages,
+            model=self.model,
+            temperature=self._temperature,
+            max_tokens=self._max_tokens,
+        )
+        stall = settings.LLM_TOKEN_TIMEOUT
+        started = False
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that lands as the token arrives (the cancellation table found it).
+                async with asyncio.timeout(stall if started and stall > 0 else None):
+                    delta = await self._llm.__anext__()
+            except StopAsyncIteration:
+                self._completed = True
+                return
+            except TimeoutError:
+                self.error = LlmStalledError(
+                    f"The model sent no text for {stall:g} s after its reply had started."
+                )
+                return
+            except LlmError as exc:
+                self.error = exc
+                return
+            if not delta:
+                continue
+            started = True
+            self._publisher.put(
+                {"type": "response.text.delta", "response_id": self.id, "delta": delta}
+            )
+            yield delta
+
+    # Enter ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ReplyTurn:
+        if self._entered:
+            raise RuntimeError("A turn is entered once.")
+        self._entered = True
+        text = text_validate(self.text)
+        started = time.monotonic()
+        self._engine = self._engine or get_engine()
+        store = asyncio.ensure_future(self._store_user(text))
+        try:
+            await _complete(store)
+        except asyncio.CancelledError:
+            if self.user_message_id is not None:
+                await self._exit(cancelled=True)
+            raise
+        self._publisher.put(
+            {
+                "type": "transcript.final",
+                "text": text,
+                "message_id": str(self.user_message_id),
+                "conversation_id": str(self.conversation_id),
+            }
+        )
+        try:
+            await self._prepare(text)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.timings["prepare_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self._publisher.put({"type": "response.started", "response_id": self.id})
+        return self
+
+    async def _store_user(self, text: str) -> None:
+        try:
+            conversation, message = await sync_to_async(_user_message_store)(
+                self.instance.pk, self.user, text, self._requested, self.channel
+            )
+        except TRANSIENT as exc:
+            raise MessageNotStored(
+                f"The message could not be stored ({type(exc).__name__}); try again."
+            ) from exc
+        self.conversation_id = conversation.pk
+        self.user_message_id = message.pk
+        self.instance = conversation.instance  # Reloaded with its character, off the loop.
+
+    async def _prepare(self, text: str) -> None:
+        engine = self._engine
+        character = self.instance.character
+        self.model = (
+            character.model_name if engine.name == "openai" else ""
+        ) or engine.default_model()
+        self._max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
+        self._temperature = character.temperature
+        self._context = context_window(
+            self.model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(self.model) or 0
+        )
+        summary, _, history = await sync_to_async(history_load)(
+            self.conversation_id, exclude_id=self.user_message_id
+        )
+        counter = token_counter(engine)
+        try:
+            prompt = build_prompt(
+                description=character.description,
+                character_name=character.name,
+                instance_name=self.instance.name,
+                language=character.language,
+                memory=self.instance.memory,
+                summary=summary,
+                history=history,
+                user_text=text,
+                context_tokens=self._context,
+                reply_tokens=self._max_tokens,
+                count=counter,
+            )
+        except PromptTooLong as exc:
+            self.error = LlmPromptTooLong(str(exc))
+            return
+        self._messages = [ChatMessage(m["role"], m["content"]) for m in prompt.messages]
+        self.prompt_tokens = prompt.tokens
+        # Will the next turn (a message this size, a full reply) still fit? If not, fold after.
+        next_cost = message_tokens(text, counter) + self._max_tokens
+        self._needs_fold = prompt.overflow > 0 or prompt.tokens + next_cost > prompt.budget
+
+    # Exit -----------------------------------------------------------------------------------
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        cancelled = exc_type is not None and issubclass(
+            exc_type, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt
+        )
+        if exc is not None and not cancelled and self.error is None:
+            self.error = (
+                exc
+                if isinstance(exc, LlmError | TurnError)
+                else TurnError(f"internal: {type(exc).__name__}")
+            )
+        await self._exit(cancelled=cancelled)
+        return False
+
+    async def _exit(self, *, cancelled: bool) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        await _complete(asyncio.ensure_future(self._finish(cancelled)))
+
+    async def _finish(self, cancelled: bool) -> None:
+        if self._llm is not None and not self._completed:
+            try:
+                await self._llm.aclose()
+            except Exception as exc:  # The stream is done with either way.
+                self.timings.setdefault("close_error", type(exc).__name__)
+        produced = self.produced
+        text = produced if self._heard is None else self._heard
+        interrupted = cancelled or (self.error is None and not self._completed)
+        if len(text.strip()) < len(produced.strip()):
+            interrupted = True
+        try:
+            self.reply_message_id = await sync_to_async(_reply_store)(
+                self, text.strip(), interrupted
+            )
+        except TRANSIENT as exc:
+            cause = f" after {self.error.describe()}" if self.error else ""
+            self.error = ReplyNotStored(
+                f"The reply could not be stored ({type(exc).__name__}){cause}."
+            )
+        done = {
+            "type": "response.done",
+            "response_id": self.id,
+            "text": text.strip(),
+            "interrupted": interrupted,
+            "message_id": str(self.reply_message_id) if self.reply_message_id else None,
+            "conversation_id": str(self.conversation_id),
+        }
+        if self.error is not None:
+            done["error"] = self.error.describe()
+        self._publisher.put(done)
+        await self._publisher.close()
+        if self._needs_fold and self.reply_message_id is not None:
+            plan = FoldPlan(
+                conversation_id=self.conversation_id,
+                instance_id=self.instance.pk,
+                model=self.model,
+                context_tokens=self._context,
+                reply_tokens=self._max_tokens,
+                next_user_text=self.text,
+            )
+            engine = self._engine
+            run_in_background(
+                summary_fold(plan, engine, token_counter(engine)), what="summary folding"
+            )
+
+
+async def _complete(task: asyncio.Future) -> Any:
+    """Await `task` to its end even if the caller is cancelled meanwhile; then re-raise the
+    cancel. The task's own errors propagate."""
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            if task.done():
+                cancelled = True
+                result = task.result()
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+# ORM (runs in a worker thread) -----------------------------------------------------------------
+
+
+def _conversation_open(
+    instance_id: Any, user: AbstractBaseUser, conversation_id: Any, channel: str, *, lock: bool
+) -> Conversation:
+    if not conversation_id:
+        return Conversation.objects.create(
+            instance_id=instance_id, owner=user, channel=channel[:20]
+        )
+    conversations = Conversation.objects.select_for_update() if lock else Conversation.objects
+    try:
+        conversation = conversations.get(pk=conversation_id, instance_id=instance_id, owner=user)
+    except (Conversation.DoesNotExist, ValidationError, ValueError) as exc:
+        raise ConversationNotFound("No such conversation for this instance.") from exc
+    if conversation.ended_at is not None:
+        raise ConversationEnded("This conversation has ended; start a new one.")
+    return conversation
+
+
+def _user_message_store(
+    instance_id: Any, user: AbstractBaseUser, text: str, conversation_id: Any, channel: str
+) -> tuple[Conversation, Message]:
+    def write() -> tuple[Conversation, Message]:
+        instance = CharacterInstance.objects.select_related("character").get(pk=instance_id)
+        with transaction.atomic():
+            conversation = _conversation_open(
+                instance_id, user, conversation_id, channel, lock=True
+            )
+            message = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, text=text
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
+        conversation.instance = instance
+        return conversation, message
+
+    return with_db_retry(write, what="the user's message")
+
+
+def _reply_store(turn: ReplyTurn, text: str, interrupted: bool) -> Any:
+    llm = turn._llm
+    result = llm.result if llm else None
+    produced = turn.produced
+    timings: dict[str, Any] = {"prepare_ms": turn.timings.get("prepare_ms")}
+    if llm is not None:
+        timings["first_token_ms"] = llm.first_token_ms
+        timings["total_ms"] = result.total_ms if result else llm.elapsed_ms()
+    if result is not None:
+        timings["finish_reason"] = result.finish_reason
+    timings.update(turn.timings)
+    completion_tokens = (
+        result.completion_tokens
+        if result and result.completion_tokens is not None
+        else count_tokens(produced)
+    )
+
+    def write() -> Any:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation_id=turn.conversation_id,
+                role=Message.Role.ASSISTANT,
+                text=text,
+                interrupted=interrupted,
+                error=turn.error.describe() if turn.error else "",
+                model=((result.model if result else None) or turn.model)[:200],
+                prompt_tokens=(result.prompt_tokens if result else None)
+                or turn.prompt_tokens
+                or None,
+                completion_tokens=completion_tokens,
+                timings=timings,
+            )
+            Conversation.objects.filter(pk=turn.conversation_id).update(
+                last_activity_at=timezone.now()
+            )
+        return message.pk
+
+    return with_db_retry(write, what="the reply")
