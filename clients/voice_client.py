@@ -27,6 +27,8 @@ import websockets
 
 FRAME_SECONDS = 0.04
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/voice/"
+# Errors after which the turn gets no reply (docs/protocol.md): the client ends the session.
+TURN_ERRORS = {"stt_failed", "text_too_long", "rate_limited"}
 EXTENSIONS = {"wav": "wav", "pcm16": "pcm", "mp3": "mp3"}
 
 
@@ -85,7 +87,16 @@ async def run(args: argparse.Namespace) -> int:
         )
         pending_audio: dict | None = None
         sender: asyncio.Task | None = None
-        async for frame in ws:
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout=args.timeout)
+            except TimeoutError:
+                print(
+                    f"voice_client: no answer for {args.timeout:g} s; giving up.", file=sys.stderr
+                )
+                break
+            except websockets.exceptions.ConnectionClosed:
+                break
             stamp = f"{time.monotonic() - started:7.3f}s"
             if isinstance(frame, bytes):
                 if pending_audio is None:
@@ -117,11 +128,20 @@ async def run(args: argparse.Namespace) -> int:
                 await ws.send(json.dumps({"type": "session.end"}))
             elif (kind == "error" and event.get("fatal")) or kind == "session.ended":
                 break
+            elif kind == "response.done" and event.get("error"):
+                await ws.send(json.dumps({"type": "session.end"}))  # the reply failed
+            elif kind == "error" and event.get("code") in TURN_ERRORS and turn_sent(sender, args):
+                await ws.send(json.dumps({"type": "session.end"}))  # this turn will not be answered
         if ws.close_code == 4401:
             raise CannotConnect("the token was not accepted (close code 4401)")
         if sender is not None:
             sender.cancel()
     return exit_code
+
+
+def turn_sent(sender: asyncio.Task | None, args: argparse.Namespace) -> bool:
+    """The client's one turn is out: the text was typed, or the audio streamed and committed."""
+    return bool(args.text) or (sender is not None and sender.done())
 
 
 async def stream_audio(ws, pcm: bytes, rate: int) -> None:
@@ -153,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", help="type this instead of speaking a file")
     parser.add_argument("--out", default="reply-audio", help="folder for the reply audio")
     parser.add_argument("--verbose", action="store_true", help="print every delta event")
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="give up after this many seconds of silence"
+    )
     args = parser.parse_args(argv)
     if not args.wav and not args.text:
         parser.error("give a WAV file or --text")

@@ -15,7 +15,7 @@ export function describeError(error, messages) {
   if (error?.message) lines.push(error.message);
   for (const field of error?.errors || []) {
     const line = field.field ? `${field.field}: ${field.message}` : field.message;
-    if (!lines.includes(line)) lines.push(line);
+    if (!lines.includes(line) && field.message !== error.message) lines.push(line);
   }
   return { text, details: lines.join("\n") };
 }
