@@ -87,6 +87,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         pending_audio: dict | None = None
         sender: asyncio.Task | None = None
+        typed = False
         while True:
             try:
                 frame = await asyncio.wait_for(ws.recv(), timeout=args.timeout)
@@ -119,6 +120,7 @@ async def run(args: argparse.Namespace) -> int:
             if kind == "session.started":
                 if args.text:
                     await ws.send(json.dumps({"type": "input_text", "text": args.text}))
+                    typed = True
                 else:
                     sender = asyncio.create_task(stream_audio(ws, pcm, rate))
             elif kind == "response.audio":
@@ -130,7 +132,7 @@ async def run(args: argparse.Namespace) -> int:
                 break
             elif kind == "response.done" and event.get("error"):
                 await ws.send(json.dumps({"type": "session.end"}))  # the reply failed
-            elif kind == "error" and event.get("code") in TURN_ERRORS and turn_sent(sender, args):
+            elif kind == "error" and event.get("code") in TURN_ERRORS and turn_sent(sender, typed):
                 await ws.send(json.dumps({"type": "session.end"}))  # this turn will not be answered
         if ws.close_code == 4401:
             raise CannotConnect("the token was not accepted (close code 4401)")
@@ -139,9 +141,9 @@ async def run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def turn_sent(sender: asyncio.Task | None, args: argparse.Namespace) -> bool:
-    """The client's one turn is out: the text was typed, or the audio streamed and committed."""
-    return bool(args.text) or (sender is not None and sender.done())
+def turn_sent(sender: asyncio.Task | None, typed: bool) -> bool:
+    """The client's one turn is out: the text was sent, or the audio streamed and committed."""
+    return typed or (sender is not None and sender.done())
 
 
 async def stream_audio(ws, pcm: bytes, rate: int) -> None:

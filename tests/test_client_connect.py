@@ -102,3 +102,28 @@ def test_default_url_is_the_one_serve_wrote(tmp_path, monkeypatch):
     assert voice_client.default_url() == "ws://127.0.0.1:8123/ws/voice/"
     monkeypatch.setenv("VOZ_WS_URL", "ws://example.test/ws/voice/")
     assert voice_client.default_url() == "ws://example.test/ws/voice/"
+
+
+async def test_no_recogniser_at_the_start_does_not_end_a_typed_turn(tmp_path):
+    """stt_failed before the typed turn (no recogniser for the language) is no reason to stop."""
+
+    async def typed(ws):
+        async for message in ws:
+            event = json.loads(message)
+            if event["type"] == "session.start":
+                error = {"type": "error", "code": "stt_failed", "message": "x", "fatal": False}
+                await ws.send(json.dumps(error))
+                await ws.send(json.dumps({"type": "session.started", "session_id": "s"}))
+            elif event["type"] == "input_text":
+                await ws.send(json.dumps({"type": "metrics", "response_id": "r"}))
+            elif event["type"] == "session.end":
+                await ws.send(json.dumps({"type": "session.ended", "conversation_id": None}))
+                await ws.close()
+
+    async with websockets.serve(typed, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        code, out, _ = await run_client(
+            "--url", f"ws://127.0.0.1:{port}/", "--text", "hola", "--out", str(tmp_path)
+        )
+    assert code == 0, out
+    assert '"type": "metrics"' in out
