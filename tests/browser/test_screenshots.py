@@ -81,6 +81,8 @@ def test_desktop_english_listening_and_thinking(browser, server, fake_llm):
     type_message(page, "What is a nebula made of?")
     presence(page, "thinking")
     expect(page.locator("#presence")).to_have_text("Captain Nova is thinking…")
+    expect(page.locator("#log .msg.user .text")).to_have_text(["What is a nebula made of?"])
+    expect(page.locator("#voz-app")).to_have_attribute("data-presence", "thinking")
     shoot(page, "desktop-en-thinking")
     presence(page, "speaking")
 
