@@ -10,6 +10,8 @@ class AudioPipelineConfig(AppConfig):
 
         from .stt.selection import readiness as stt_readiness
         from .tts.chain import readiness as tts_readiness
+        from .turn import readiness as turn_readiness
 
         readiness.register("stt", stt_readiness)
         readiness.register("tts", tts_readiness)
+        readiness.register("turn", turn_readiness)

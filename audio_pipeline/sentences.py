@@ -189,3 +189,64 @@ def speakable(text: str) -> str:
     cleaned = _LEADING_JUNK.sub("", cleaned)
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
     return cleaned if _has_word(cleaned) else ""
+
+
+# The first chunk of a reply: a clause is enough -------------------------------------------
+
+CLAUSE_MARKS = ",;:—–"  # and a spaced hyphen " - "
+_WORD = re.compile(r"[^\W_]+")
+
+
+def first_clause_boundary(text: str, *, min_words: int, max_chars: int) -> int | None:
+    """Length of a first chunk that ends at a clause mark once it holds `min_words` words.
+
+    None when no such clause is certain yet, or a sentence ends first (then the sentence rules
+    apply). A `,`/`:`/`;` needs a space after it (`1,000`, `10:30` stay whole); dashes do not.
+    The decision depends only on the text up to the cut, so it does not depend on the deltas.
+    """
+    for index, char in enumerate(text):
+        if index >= max_chars:
+            return None
+        dash = char in "—–" or (char == "-" and text[index - 1 : index] == " ")
+        if char not in CLAUSE_MARKS and not dash:
+            continue
+        if not dash or char == "-":
+            if index + 1 >= len(text):
+                return None  # the next character decides
+            if not text[index + 1].isspace():
+                continue
+        head = text[:index]
+        if len(_WORD.findall(head)) < min_words or _quote_open(head):
+            continue
+        cut = index + 1
+        if next_boundary(text[:cut], final=False, max_chars=max_chars) is not None:
+            return None  # a whole sentence ends before this clause
+        return cut
+    return None
+
+
+class ReplySplitter(SentenceSplitter):
+    """A `SentenceSplitter` whose first chunk may end at a clause, so speech starts sooner.
+
+    Once the first chunk holds `first_clause_words` words (SENTENCE_FIRST_CLAUSE_WORDS; 0 turns
+    this off) it may end after `,` `;` `:` or a dash; every later chunk is a sentence.
+    """
+
+    def __init__(self, max_chars: int | None = None, first_clause_words: int | None = None) -> None:
+        super().__init__(max_chars)
+        words = settings.SENTENCE_FIRST_CLAUSE_WORDS
+        self.first_clause_words = words if first_clause_words is None else first_clause_words
+        self._started = False
+
+    def _drain(self, *, final: bool) -> list[str]:
+        out: list[str] = []
+        if not self._started and self.first_clause_words > 0 and self._buffer:
+            cut = first_clause_boundary(
+                self._buffer, min_words=self.first_clause_words, max_chars=self.max_chars
+            )
+            if cut is not None:
+                out.append(self._buffer[:cut])
+                self._buffer = self._buffer[cut:]
+        out += super()._drain(final=final)
+        self._started = self._started or bool(out)
+        return out

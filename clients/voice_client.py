@@ -7,7 +7,7 @@ $VOZ_DATA_DIR, default var/), else ws://127.0.0.1:8000/ws/voice/. When the serve
 reached or refuses the session it says so in one line and exits with status 2.
 
 Streams the WAV (PCM16 mono, any rate 8–48 kHz) at real-time pace in 40 ms frames, then commits
-the utterance, prints every event as it arrives, and writes each sentence's audio to --out.
+the utterance (with --push-to-talk, pauses in the file do not end the turn: only the commit does), prints every event as it arrives, and writes each sentence's audio to --out.
 Games and kiosks can copy from it: it uses only the `websockets` package and the documented
 protocol (docs/protocol.md).
 """
@@ -82,6 +82,7 @@ async def run(args: argparse.Namespace) -> int:
                     **({"language": args.language} if args.language else {}),
                     "input_audio": {"format": "pcm16", "sample_rate": rate},
                     "output_audio": {"format": args.format},
+                    **({"turn_detection": None} if args.push_to_talk else {}),
                 }
             )
         )
@@ -175,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", help="type this instead of speaking a file")
     parser.add_argument("--out", default="reply-audio", help="folder for the reply audio")
     parser.add_argument("--verbose", action="store_true", help="print every delta event")
+    parser.add_argument(
+        "--push-to-talk",
+        action="store_true",
+        help="the whole file is one turn, ended by the commit (turn_detection null)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=60, help="give up after this many seconds of silence"
     )

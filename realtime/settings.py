@@ -269,7 +269,7 @@ def _env_by_language(prefix: str) -> dict[str, str]:
     }
 
 
-STT_ENGINES = env_list("STT_ENGINES", "vosk,pocketsphinx")
+STT_ENGINES = env_list("STT_ENGINES", "vosk,whisper,pocketsphinx")
 STT_ENGINES_BY_LANGUAGE = {
     lang: [item.strip() for item in value.split(",") if item.strip()]
     for lang, value in _env_by_language("STT_ENGINES_").items()
@@ -283,6 +283,22 @@ VOSK_MODELS = {
 }
 VOSK_MODELS_URL = env_str("VOSK_MODELS_URL", "https://alphacephei.com/vosk/models")
 MODELS_DIR = Path(env_str("VOZ_MODELS_DIR", str(DATA_DIR / "models")))
+# Whisper (faster-whisper): a catalog name (tiny.en, base) or a CTranslate2 model directory.
+WHISPER_MODEL = env_str("WHISPER_MODEL", "base")
+WHISPER_MODELS = {"en": "tiny.en", **_env_by_language("WHISPER_MODEL_")}
+WHISPER_THREADS = env_int("WHISPER_THREADS", 2)
+WHISPER_PARTIAL_INTERVAL_MS = env_float("WHISPER_PARTIAL_INTERVAL_MS", 800.0)
+WHISPER_ENDPOINT_MS = env_float("WHISPER_ENDPOINT_MS", 600.0)
+# Voice activity (Silero VAD) and end of turn (Smart Turn, else a silence timeout).
+VAD_THRESHOLD = env_float("VAD_THRESHOLD", 0.5)
+VAD_MIN_SPEECH_MS = env_float("VAD_MIN_SPEECH_MS", 96.0)
+VAD_MIN_SILENCE_MS = env_float("VAD_MIN_SILENCE_MS", 200.0)
+TURN_DETECTOR = env_str("TURN_DETECTOR", "smart_turn")
+SMART_TURN_MODEL_PATH = env_str("SMART_TURN_MODEL_PATH")
+TURN_THRESHOLD = env_float("TURN_THRESHOLD", 0.5)
+TURN_MIN_DELAY_MS = env_float("TURN_MIN_DELAY_MS", 200.0)
+TURN_MAX_DELAY_MS = env_float("TURN_MAX_DELAY_MS", 1500.0)
+TURN_SILENCE_MS = env_float("TURN_SILENCE_MS", 700.0)
 
 TTS_ENGINES = env_list("TTS_ENGINES", "edge,piper,espeak")
 TTS_ENGINES_BY_LANGUAGE = {
@@ -302,3 +318,5 @@ TTS_EDGE_PROXY = env_str("TTS_EDGE_PROXY")
 TTS_PIPER_MODEL = env_str("TTS_PIPER_MODEL")
 TTS_ESPEAK_BINARY = env_str("TTS_ESPEAK_BINARY", "espeak-ng")
 SENTENCE_MAX_CHARS = env_int("SENTENCE_MAX_CHARS", 200)
+# A reply's first spoken chunk may end at a clause (, : ; –) once it has this many words (0: off).
+SENTENCE_FIRST_CLAUSE_WORDS = env_int("SENTENCE_FIRST_CLAUSE_WORDS", 4)

