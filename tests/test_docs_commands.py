@@ -37,6 +37,7 @@ SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 NOT_RUN = {
     "./scripts/serve": "the fixture starts the server with exactly this command",
     "./scripts/test": "runs this whole suite (this test included)",
+    "./scripts/bench": "a benchmark that takes the machine for 10 minutes or more (bench/ checks it)",
     "manage.py download_models": "downloads models from the internet (tests/speech covers it)",
     "manage.py makemessages": "a translator's step that rewrites the checkout's .po files",
     "manage.py compilemessages": "a translator's step that rewrites the checkout's .mo files",

@@ -121,3 +121,32 @@ def test_push_to_talk_asks_for_manual_turns_and_commits_once_at_release(pause_br
     audio_after_release = len([f for f in frames if not isinstance(f, str)])
     page.wait_for_timeout(600)
     assert len([f for f in frames if not isinstance(f, str)]) == audio_after_release
+
+
+def test_push_to_talk_hold_with_pauses_is_one_turn_at_release(pause_browser, server, fake_llm):
+    """Holding Space through a 3 s pause: no turn ends while held; one turn, at release."""
+    from tests.fake_openai import Reply
+
+    fake_llm.script(Reply("A nebula is a cloud of gas and dust."))
+    page, frames = open_page(pause_browser, server)
+    app = page.locator("#voz-app")
+    page.get_by_label("Push to talk (hold Space)").check()  # the microphone opens now
+    expect(app).to_have_attribute("data-connection", "open", timeout=30000)
+    page.locator("body").click()
+    page.keyboard.down("Space")
+    # The whole file (1 s, first sentence, 3 s pause, second sentence) while held.
+    page.wait_for_timeout(int((2 + PAUSE_S + 5) * 1000))
+    expect(page.locator("#log .msg.user")).to_have_count(0)  # nothing ended the turn
+    expect(page.locator("#talk")).to_have_text("Release to send")
+    page.keyboard.up("Space")
+
+    user = page.locator("#log .msg.user")
+    expect(user).to_have_count(1, timeout=40000)
+    words = set(user.first.locator(".text").inner_text().lower().replace("?", "").split())
+    assert words & {"hello", "captain"} and words & {"nebula", "made", "what"}, words
+    expect(page.locator("#log .msg.assistant").first).to_have_attribute(
+        "data-state", "done", timeout=30000
+    )
+    page.wait_for_timeout(1500)
+    expect(user).to_have_count(1)  # the pause did not split it into two turns
+    assert len([e for e in sent_events(frames) if e["type"] == "input_audio.commit"]) == 1
