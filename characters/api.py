@@ -15,7 +15,7 @@ from realtime.errors import ErrorOut
 from realtime.pagination import LimitOffset
 
 from . import selectors, services
-from .models import Character
+from .models import Character, Conversation
 from .schemas import (
     CharacterIn,
     CharacterOut,
@@ -195,6 +195,19 @@ def list_conversations(request: HttpRequest, filters: Query[ConversationFilters]
 @router.get("/conversations/{conversation_id}", response=ConversationOut, tags=["conversations"])
 def get_conversation(request: HttpRequest, conversation_id: UUID):
     return selectors.conversation_get(user=request.auth, conversation_id=conversation_id)
+
+
+@router.post(
+    "/conversations/{conversation_id}/reopen", response=ConversationOut, tags=["conversations"]
+)
+def reopen_conversation(request: HttpRequest, conversation_id: UUID):
+    """Open a past conversation again so a session (`session.start` with `conversation`) or a
+    chat request can continue it. Only its owner may."""
+    conversation = selectors.conversation_get(user=request.auth, conversation_id=conversation_id)
+    if conversation.owner_id != request.auth.pk:
+        raise Conversation.DoesNotExist
+    services.conversation_reopen(conversation=conversation)
+    return conversation
 
 
 @router.get(

@@ -117,6 +117,20 @@ class MemoryRevisionOut(Schema):
         return obj.author.username if obj.author else None
 
 
+TITLE_MAX_CHARS = 60
+
+
+def conversation_title(text: str, limit: int = TITLE_MAX_CHARS) -> str:
+    """One line of at most `limit` characters, cut at a word boundary with "…" when longer."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 class ConversationOut(Schema):
     id: UUID
     instance_id: UUID
@@ -125,7 +139,15 @@ class ConversationOut(Schema):
     summary: str
     started_at: datetime
     ended_at: datetime | None
+    last_activity_at: datetime
     message_count: int = 0
+    title: str = Field(
+        "", description="The first user message, shortened to a line; empty before the first turn."
+    )
+
+    @staticmethod
+    def resolve_title(conversation) -> str:
+        return conversation_title(getattr(conversation, "first_user_text", None) or "")
 
 
 class MessageOut(Schema):

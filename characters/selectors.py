@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from .models import Character, CharacterInstance, Conversation, MemoryRevision, Message
 from .names import name_key
@@ -58,8 +58,21 @@ def memory_revision_list(*, instance: CharacterInstance) -> QuerySet[MemoryRevis
 
 
 def conversation_list(*, user: AbstractBaseUser, instance_id=None) -> QuerySet[Conversation]:
-    qs = _scoped(Conversation.objects.select_related("instance"), user).annotate(
-        message_count=Count("messages")
+    """Newest first: by last activity, then start, then id (all descending).
+
+    Each row carries `message_count` and `first_user_text` (the title's source). The order is
+    explicit: Django ignores `Meta.ordering` in queries with GROUP BY (the count), which left
+    the listing in id order.
+    """
+    first_user_text = (
+        Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.USER)
+        .order_by("created_at", "id")
+        .values("text")[:1]
+    )
+    qs = (
+        _scoped(Conversation.objects.select_related("instance"), user)
+        .annotate(message_count=Count("messages"), first_user_text=Subquery(first_user_text))
+        .order_by("-last_activity_at", "-started_at", "-id")
     )
     if instance_id:
         qs = qs.filter(instance_id=instance_id)

@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
-from .models import Character, CharacterInstance, MemoryRevision
+from .models import Character, CharacterInstance, Conversation, MemoryRevision
 from .names import normalize_name
 
 CHARACTER_FIELDS = {
@@ -133,6 +134,15 @@ def memory_restore(
         source=MemoryRevision.Source.RESTORE,
         note=f"Restored revision {revision.pk}",
     )
+
+
+def conversation_reopen(*, conversation: Conversation) -> Conversation:
+    """Continue a past conversation: open again, active now (its memory consolidation runs
+    again after it ends, for the new turns)."""
+    now = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(ended_at=None, last_activity_at=now)
+    conversation.ended_at, conversation.last_activity_at = None, now
+    return conversation
 
 
 def _save_with_memory(

@@ -11,7 +11,7 @@ application then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
 system (`MemoryReturn`). Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
-Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
+Its access log redacts secrets (`realtime.access_log`). Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
 """
 
@@ -29,10 +29,13 @@ import time
 from collections import deque
 from typing import Any
 
+from daphne import cli
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
+
+from realtime.access_log import RedactingAccessLog
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
     import fcntl
@@ -228,4 +231,6 @@ class BoundedCommandLineInterface(CommandLineInterface):
 
 
 if __name__ == "__main__":
+    # daphne's CLI builds its access log from this module global: swap in the redacting one.
+    cli.AccessLogGenerator = RedactingAccessLog
     BoundedCommandLineInterface().run(sys.argv[1:])
