@@ -45,6 +45,16 @@ async def rows_of(conversation_id) -> list[Message]:
     )
 
 
+async def stage_cut(turn: ReplyTurn) -> str:
+    """Which stage of the turn a cut landed in, from what was stored."""
+    if turn.user_message_id is None:
+        return "before the message"  # Never: once enter starts the store, the store finishes.
+    reply = await Message.objects.aget(pk=turn.reply_message_id)
+    if not reply.text:
+        return "before the reply"
+    return "mid-reply" if reply.interrupted else "storing"
+
+
 async def check_consistent(turn: ReplyTurn, cancelled: bool) -> None:
     """The invariant after any cut: the caller knows whatever was stored, and a stored user
     message has exactly one reply, marked interrupted when the turn was cut."""
@@ -69,9 +79,10 @@ async def check_consistent(turn: ReplyTurn, cancelled: bool) -> None:
 async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
     fake_openai, owner, instance, settle
 ):
-    fake_openai.default_reply = Reply("Hello Ana, nice to meet you.", token_delay=0.03)
+    fake_openai.default_reply = Reply("Hello Ana, nice to meet you.", token_delay=0.05)
     k = 0
     completed_uncut = False
+    reached: set[str] = set()
     while not completed_uncut and k < MAX_CUTS:
         await Conversation.objects.all().adelete()
         turn = reply_turn(instance=instance, user=owner, text="My name is Ana.")
@@ -83,6 +94,10 @@ async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
             cancelled = True
         assert cancelled == bool(cuts.fired)
         await check_consistent(turn, cancelled)
+        if cancelled:
+            reached.add(await stage_cut(turn))
+        if k == 0:  # The first await is the user message's store: cut there, it still finishes.
+            assert cancelled and turn.user_message_id is not None
         if cancelled and turn.conversation_id is not None:
             # The next turn goes on in the same conversation and its prompt holds the first
             # message (the back-to-back case of issue 10).
@@ -108,8 +123,11 @@ async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
         completed_uncut = not cuts.fired
         k += 1
     assert completed_uncut, f"the turn still had await points after {MAX_CUTS} cuts"
-    # At least: the user store, the history, the request, each of the 6 tokens, the reply store.
-    assert k > 10, "a turn has more await points than that: the cut is not reaching them"
+    # The cuts reached the stages of a turn (how many awaits each has varies with the load:
+    # tokens may arrive in one read, so this asserts stages, not a count). A cut while a
+    # complete reply is being stored ("storing") is reached when the reads line up; the second
+    # cancel of the next test lands in the exit's store every time.
+    assert {"before the reply", "mid-reply"} <= reached, reached
     assert await Conversation.objects.acount() <= 1
 
 
