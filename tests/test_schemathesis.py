@@ -57,7 +57,7 @@ def served_api(tmp_path):
         fake.stop()
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_api, capsys):
+def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_api, capsys, tmp_path):
     server, token = served_api
     examples = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10")
     done = subprocess.run(
@@ -83,6 +83,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(served_api, c
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=tmp_path,  # Its cache (.schemathesis/) stays out of the checkout.
     )
     summary = re.search(r"(\d+) generated, (.*)", done.stdout)
     with capsys.disabled():
