@@ -162,7 +162,8 @@ def report(name: str, results: list) -> None:
         print(
             f"  first audio after end of speech (client): median {statistics.median(firsts):.0f} ms"
         )
-    for key in ("stt_final_ms", "llm_first_token_ms", "first_sentence_ms", "first_audio_ms"):
+    keys = ("turn_end_ms", "stt_final_ms", "llm_first_token_ms", "first_sentence_ms")
+    for key in (*keys, "tts_first_audio_ms", "first_audio_ms"):
         values = [r[5].get(key) for r in results if r[5].get(key) is not None]
         if values:
             print(f"  {key:>20}: median {statistics.median(values):7.1f} ms (n={len(values)})")
