@@ -77,17 +77,26 @@ def _compare(ax, phases):
 def _first_audio_rows(phases):
     if "naive" in phases:
         for system, summary in phases["naive"]["systems"].items():
-            yield system, summary["client"]["first_audio"]
+            yield f"{system} (naive run)", summary["client"]["first_audio"]
     if "peer" in phases:
         for system, summary in phases["peer"]["systems"].items():
-            yield system, summary["client"]["first_audio"]
+            yield f"{system} (peer run)", summary["client"]["first_audio"]
 
 
 def _sweep(ax, phases):
     rows = phases["sweep"]["engines"]
     for engine, points in rows.items():
         xs = [p["sessions"] for p in points]
-        ax.plot(xs, [p["first_audio"]["p95"] or 0 for p in points], marker="o", label=engine)
+        ys = [_nan(p["first_audio"]["p95"]) for p in points]  # A gap: turns went unanswered.
+        ax.plot(xs, ys, marker="o", label=engine)
+        for x, p in zip(xs, points, strict=True):
+            if p["ok"] < p["turns"]:
+                ax.annotate(
+                    f"{p['ok']}/{p['turns']} answered",
+                    (x, 0.05),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=7,
+                )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("simultaneous voice sessions")
     ax.set_ylabel("first audio p95 (ms)")
@@ -95,10 +104,14 @@ def _sweep(ax, phases):
     ax.legend(fontsize=8)
 
 
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def _text(ax, phases):
     points = phases["text"]["points"]
     xs = [p["sessions"] for p in points]
-    ax.plot(xs, [p["added_delay_per_token"]["p95"] or 0 for p in points], marker="o")
+    ax.plot(xs, [_nan(p["added_delay_per_token"]["p95"]) for p in points], marker="o")
     ax.set_xscale("log")
     ax.set_xlabel("text sessions")
     ax.set_ylabel("p95 added delay per token (ms)")

@@ -120,8 +120,11 @@ def prepare_database(env: dict[str, str]) -> dict:
 
 
 def start_daphne(env: dict[str, str]) -> Proc:
+    """The server as scripts/serve runs it: `realtime.server` (daphne with the project's
+    socket bounds and warm-up) where it exists, else plain daphne."""
     port = free_port()
-    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    entry = "realtime.server" if (ROOT / "realtime" / "server.py").is_file() else "daphne"
+    cmd = [sys.executable, "-m", entry, "-b", "127.0.0.1", "-p", str(port)]
     cmd.append("realtime.asgi:application")
     return start(cmd, port=port, log=Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log", env=env)
 

@@ -171,7 +171,11 @@ class VoiceClient:
         result.errors = list(self.errors)
         self.errors.clear()
         if response is None:
-            result.errors.append("no_reply")
+            heard = [text for at, text in self._finals if at >= speech_end - 5.0]
+            result.errors.append(
+                f"no_reply (finals heard: {len(heard)}, responses: {len(self._order)})"
+            )
+            self._order.clear()
             return result
 
         def ms(moment: float | None) -> float | None:
