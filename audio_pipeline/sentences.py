@@ -5,7 +5,9 @@
 arrived: a boundary is emitted only once the text after it cannot change the decision.
 
 - `?`, `!`, `…` end a sentence at once (no wait for the next token), unless a quote or bracket is
-  open, when closing quotes/brackets after them are kept with the sentence.
+  open, when closing quotes/brackets after them are kept with the sentence. A sentence end inside
+  quotes or brackets is no boundary when a lowercase word or `,;:` follows the closing mark
+  (`She said "Stop right there." before leaving.` is one piece).
 - `.` needs one more character: `3.14`, `voz.ai`, ellipses and closing quotes stay inside.
   Titles (Sr., Dra., Mr., Dr., …) never end a sentence; other abbreviations and initials (etc.,
   e.g., i.e., J.) end one only when the next word starts with a capital, `¿`, `¡` or a digit.
@@ -82,6 +84,8 @@ def _dot(text: str, dot: int, final: bool) -> int | None:
         return n if final else _NEED_MORE
     if not text[after].isspace():
         return after if text[after] in "¿¡" or text[after].isupper() else None
+    if after > end and _quote_open(text[:dot]):
+        return _after_quote(text, after, final)
     token = _token_before(text, dot)
     if not ellipsis and token in TITLES:
         return None
@@ -99,6 +103,16 @@ def _dot(text: str, dot: int, final: bool) -> int | None:
         return after
     head = text[following]
     return after if head.isupper() or head.isdigit() or head in STARTERS else None
+
+
+def _after_quote(text: str, end: int, final: bool) -> int | None:
+    """Boundary at `end`, after a sentence end inside quotes or brackets (`"Stop!"`), unless the
+    sentence goes on after them: `She said "Stop." before leaving.` is one spoken piece."""
+    following = _skip_space(text, end)
+    if following >= len(text):
+        return end if final else _NEED_MORE
+    head = text[following]
+    return None if head.islower() or head in ",;:" else end
 
 
 def _forced_cut(text: str, max_chars: int) -> int:
@@ -126,7 +140,11 @@ def next_boundary(text: str, *, final: bool, max_chars: int) -> int | None:
                 if not _quote_open(text[:i]):
                     return i + 1
                 end = _skip(text, i + 1, STRONG + "." + CLOSERS)
-                return end if end < n else (n if final else None)
+                decision = _after_quote(text, end, final)
+                if decision == _NEED_MORE:
+                    return None
+                if decision is not None:
+                    return decision
         elif ch == "." and _has_word(text[:i]):
             decision = _dot(text, i, final)
             if decision == _NEED_MORE:
@@ -189,3 +207,64 @@ def speakable(text: str) -> str:
     cleaned = _LEADING_JUNK.sub("", cleaned)
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
     return cleaned if _has_word(cleaned) else ""
+
+
+# The first chunk of a reply: a clause is enough -------------------------------------------
+
+CLAUSE_MARKS = ",;:—–"  # and a spaced hyphen " - "
+_WORD = re.compile(r"[^\W_]+")
+
+
+def first_clause_boundary(text: str, *, min_words: int, max_chars: int) -> int | None:
+    """Length of a first chunk that ends at a clause mark once it holds `min_words` words.
+
+    None when no such clause is certain yet, or a sentence ends first (then the sentence rules
+    apply). A `,`/`:`/`;` needs a space after it (`1,000`, `10:30` stay whole); dashes do not.
+    The decision depends only on the text up to the cut, so it does not depend on the deltas.
+    """
+    for index, char in enumerate(text):
+        if index >= max_chars:
+            return None
+        dash = char in "—–" or (char == "-" and text[index - 1 : index] == " ")
+        if char not in CLAUSE_MARKS and not dash:
+            continue
+        if not dash or char == "-":
+            if index + 1 >= len(text):
+                return None  # the next character decides
+            if not text[index + 1].isspace():
+                continue
+        head = text[:index]
+        if len(_WORD.findall(head)) < min_words or _quote_open(head):
+            continue
+        cut = index + 1
+        if next_boundary(text[:cut], final=False, max_chars=max_chars) is not None:
+            return None  # a whole sentence ends before this clause
+        return cut
+    return None
+
+
+class ReplySplitter(SentenceSplitter):
+    """A `SentenceSplitter` whose first chunk may end at a clause, so speech starts sooner.
+
+    Once the first chunk holds `first_clause_words` words (SENTENCE_FIRST_CLAUSE_WORDS; 0 turns
+    this off) it may end after `,` `;` `:` or a dash; every later chunk is a sentence.
+    """
+
+    def __init__(self, max_chars: int | None = None, first_clause_words: int | None = None) -> None:
+        super().__init__(max_chars)
+        words = settings.SENTENCE_FIRST_CLAUSE_WORDS
+        self.first_clause_words = words if first_clause_words is None else first_clause_words
+        self._started = False
+
+    def _drain(self, *, final: bool) -> list[str]:
+        out: list[str] = []
+        if not self._started and self.first_clause_words > 0 and self._buffer:
+            cut = first_clause_boundary(
+                self._buffer, min_words=self.first_clause_words, max_chars=self.max_chars
+            )
+            if cut is not None:
+                out.append(self._buffer[:cut])
+                self._buffer = self._buffer[cut:]
+        out += super()._drain(final=final)
+        self._started = self._started or bool(out)
+        return out

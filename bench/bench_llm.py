@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_llm.py [--runs 5] [--max-tokens 120] [--skip-local] [--skip-fake]
 
 `local`: llama.cpp with the SmolLM2 GGUF (load time reported apart). `fake`: the openai engine
-(real `openai` client) against the test suite's fake server, which measures our overhead.
+(real `openai` client) against bench/fake_llm.py with no delays, which measures our overhead.
 """
 
 from __future__ import annotations
@@ -84,13 +84,15 @@ def main() -> None:
         report("local", asyncio.run(measure(args.runs, args.max_tokens)))
 
     if not args.skip_fake:
-        from tests.fake_openai import FakeOpenAI, Reply
+        import tempfile
 
-        server = FakeOpenAI().start()
-        server.default_reply = Reply(" ".join(f"word{i}" for i in range(args.max_tokens)))
+        from bench.procs import API_KEY, FakeModel
+
+        server = FakeModel(Path(tempfile.mkdtemp(prefix="voz-bench-")), ttft=0, tps=100000)
+        server.control(text=" ".join(f"word{i}" for i in range(args.max_tokens)))
         settings.LLM_ENGINE = "openai"
         settings.OPENAI_BASE_URL = server.base_url
-        settings.OPENAI_API_KEY = "sk-bench"
+        settings.OPENAI_API_KEY = API_KEY
         try:
             report("fake", asyncio.run(measure(args.runs, args.max_tokens)))
         finally:

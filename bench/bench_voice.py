@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_voice.py [--turns 5] [--tts piper,espeak]
 
-Starts the fake OpenAI-compatible server (tokens every 20 ms) and daphne with a seeded database,
+Starts bench/fake_llm.py (tokens every 20 ms) and daphne with a seeded database,
 then drives /ws/voice/ with a `websockets` client:
 - typed turns: the server's `metrics` (first token, first sentence, first audio);
 - barge-in: time from `response.cancel` to `response.done`, and audio frames after the cancel
@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websockets
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import prepare_database, server_env, start_daphne
+from bench.procs import API_KEY, FakeModel, prepare_database, server_env, start_daphne
 
 REPLY = "Aye, the stars are bright. We sail at dawn. Bring your coat, it gets cold up here."
 LONG = " ".join(f"This is sentence number {n} of a long story." for n in range(40))
@@ -75,14 +74,14 @@ def summary(name: str, values: list[float]) -> str:
     )
 
 
-async def run(url: str, token: str, fake: FakeOpenAI, turns: int) -> None:
+async def run(url: str, token: str, fake: FakeModel, turns: int) -> None:
     ws = await session(url, token)
-    fake.default_reply = Reply(REPLY, token_delay=0.02)
+    fake.control(text=REPLY, ttft=0, tps=50)
     metrics = [await typed_turn(ws) for _ in range(turns)]
     print("Typed turns (ms from the end of the user's input):")
     for name in ("llm_first_token_ms", "first_sentence_ms", "tts_first_audio_ms", "first_audio_ms"):
         print(summary(name, [m[name] for m in metrics]))
-    fake.default_reply = Reply(LONG, token_delay=0.02)
+    fake.control(text=LONG)
     stops = [await barge_in(ws) for _ in range(turns)]
     print("Barge-in (response.cancel while audio plays):")
     print(summary("cancel → response.done", [s for s, _ in stops]))
@@ -95,21 +94,19 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--tts", default="piper,espeak", help="TTS_ENGINES for the server")
     args = parser.parse_args()
-    fake = FakeOpenAI().start()
     data = Path(tempfile.mkdtemp(prefix="voz-bench-"))
+    fake = FakeModel(data, ttft=0, tps=50)
     env = server_env(
         data,
         LLM_ENGINE="openai",
         OPENAI_BASE_URL=fake.base_url,
         OPENAI_API_KEY=API_KEY,
         TTS_ENGINES=args.tts,
-        MEMORY_CONSOLIDATION="false",
-        WS_TURNS_PER_MINUTE="1000",
     )
     token = prepare_database(env)["token"]
     server = start_daphne(env)
     try:
-        asyncio.run(run(server.ws, token, fake, args.turns))
+        asyncio.run(run(f"ws://127.0.0.1:{server.port}", token, fake, args.turns))
     finally:
         server.stop()
         fake.stop()

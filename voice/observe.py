@@ -1,10 +1,17 @@
-"""Live observation of an instance's sessions through the channel layer (Redis or in-memory)."""
+"""Live observation of an instance's voice sessions (`/ws/observe/<instance>/`).
+
+A voice session publishes its own events, in the order its client gets them (its turns are
+opened with `observe=False`); the group and the transport are conversation.observe's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from channels.layers import get_channel_layer
+from conversation.observe import group_for
+from conversation.observe import publish as publish_to_instance
+
+__all__ = ["OBSERVED_TYPES", "group_for", "publish"]
 
 OBSERVED_TYPES = {
     "session.started",
@@ -18,14 +25,7 @@ OBSERVED_TYPES = {
 }
 
 
-def group_for(instance_id: Any) -> str:
-    """Channel-layer group of an instance (names allow only ASCII letters, digits, `-_.`)."""
-    return f"voz.observe.{getattr(instance_id, 'hex', str(instance_id).replace('-', ''))}"
-
-
-async def publish(group: str, event: dict[str, Any]) -> None:
-    if event.get("type") not in OBSERVED_TYPES:
-        return
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(group, {"type": "observe.event", "event": event})
+async def publish(instance_id: Any, event: dict[str, Any]) -> None:
+    """Send `event` to the instance's observers if it is one they see."""
+    if event.get("type") in OBSERVED_TYPES:
+        await publish_to_instance(instance_id, event)

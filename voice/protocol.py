@@ -1,10 +1,15 @@
-"""Protocol v1 (`docs/protocol.md`): parsing client messages and naming server events/errors."""
+"""Protocol v1 (`docs/protocol.md`), the one place that knows the wire: client JSON → frames
+(`parse_client`), frames → server events (`events_for`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import frames as f
+from .observe import OBSERVED_TYPES
 
 PROTOCOL = "voz.v1"
 INPUT_FORMATS = {"pcm16"}
@@ -12,8 +17,9 @@ OUTPUT_FORMATS = {"wav", "pcm16", "mp3"}
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
+TURN_DETECTION_TYPES = {"server_vad"}
+
 CLOSE_NORMAL = 1000
-CLOSE_SERVER_ERROR = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TIMEOUT = 4408
 CLOSE_SLOW_CLIENT = 4429
@@ -28,21 +34,14 @@ class ProtocolError(Exception):
         self.message = message
         self.fatal = fatal
 
-    def event(self) -> dict[str, Any]:
-        return error_event(self.code, self.message, fatal=self.fatal)
-
-
-def error_event(code: str, message: str, *, fatal: bool = False) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "fatal": fatal}
+    def frame(self) -> f.Failure:
+        return f.Failure(self.code, self.message, self.fatal)
 
 
 @dataclass(frozen=True)
 class AudioFormat:
     format: str
     sample_rate: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "sample_rate": self.sample_rate}
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,27 @@ class SessionStart:
     input_audio: AudioFormat = field(default_factory=lambda: AudioFormat("pcm16", 16000))
     output_format: str = "wav"
     conversation: str | None = None
+    turn_detection: str | None = "server_vad"  # None: manual, only input_audio.commit ends turns
 
 
-def str_or_none(value: Any) -> str | None:
-    """Ids in events are strings, or null."""
-    return None if value is None else str(value)
+def parse_client(raw: str, *, max_text_chars: int) -> f.Frame | SessionStart:
+    """One client text frame as a frame (or the session.start request). Raises ProtocolError."""
+    message = parse_message(raw)
+    kind = message["type"]
+    now = time.monotonic()
+    if kind == "session.start":
+        return parse_session_start(message)
+    if kind == "input_text":
+        return f.TypedText(parse_text(message, max_text_chars), now)
+    if kind == "input_audio.commit":
+        return f.Commit(now)
+    if kind == "response.cancel":
+        return f.ClientCancel()
+    if kind == "session.end":
+        return f.EndRequest()
+    if kind == "ping":
+        return f.Ping(message.get("id"), "id" in message)
+    raise ProtocolError("unknown_type", f"Unknown message type {kind!r}.")
 
 
 def parse_message(raw: str) -> dict[str, Any]:
@@ -85,7 +100,24 @@ def parse_session_start(message: dict[str, Any]) -> SessionStart:
         input_audio=_parse_input_audio(message.get("input_audio")),
         output_format=_parse_output_format(message.get("output_audio")),
         conversation=conversation,
+        turn_detection=_parse_turn_detection(message),
     )
+
+
+def _parse_turn_detection(message: dict[str, Any]) -> str | None:
+    if "turn_detection" not in message:
+        return "server_vad"
+    value = message["turn_detection"]
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in TURN_DETECTION_TYPES:
+        raise ProtocolError(
+            "invalid_message",
+            "'turn_detection' must be null (only input_audio.commit ends a turn) or "
+            '{"type": "server_vad"}.',
+        )
+    return kind
 
 
 def _parse_input_audio(value: Any) -> AudioFormat:
@@ -132,3 +164,113 @@ def parse_text(message: dict[str, Any], limit: int) -> str:
             "text_too_long", f"Text is {len(text)} characters; the limit is {limit}."
         )
     return text.strip()
+
+
+# Frames → server events ------------------------------------------------------------------------
+
+Event = dict[str, Any]
+
+
+def observed(event: Event) -> bool:
+    """Whether observers of the instance (`/ws/observe/`) see this event."""
+    return event.get("type") in OBSERVED_TYPES
+
+
+def events_for(frame: f.Frame) -> list[tuple[Event, bytes | None]]:
+    """The wire events for a frame, each with the binary frame that follows it (or None)."""
+    event = _event(frame)
+    if isinstance(frame, f.SentenceAudio):
+        return [(event, frame.data)]
+    if isinstance(frame, f.ReplyDone):
+        return [
+            (event, None),
+            ({"type": "metrics", "response_id": frame.response_id, **frame.metrics}, None),
+        ]
+    return [] if event is None else [(event, None)]
+
+
+def _event(frame: f.Frame) -> Event | None:
+    match frame:
+        case f.Partial(text=text):
+            return {"type": "transcript.partial", "text": text}
+        case f.BargeIn(speech_ms=speech_ms):
+            return {"type": "input_audio.speech_started", "speech_ms": speech_ms}
+        case f.TranscriptStored():
+            return {
+                "type": "transcript.final",
+                "text": frame.text,
+                "message_id": frame.message_id,
+                "conversation_id": frame.conversation_id,
+            }
+        case f.ReplyStarted():
+            return {"type": "response.started", "response_id": frame.response_id}
+        case f.TextDelta():
+            return {
+                "type": "response.text.delta",
+                "response_id": frame.response_id,
+                "delta": frame.text,
+            }
+        case f.Sentence():
+            return {
+                "type": "response.sentence",
+                "response_id": frame.response_id,
+                "index": frame.index,
+                "text": frame.text,
+            }
+        case f.SentenceAudio():
+            return {
+                "type": "response.audio",
+                "response_id": frame.response_id,
+                "index": frame.index,
+                "format": frame.format,
+                "sample_rate": frame.sample_rate,
+                "bytes": len(frame.data),
+                "engine": frame.engine,
+            }
+        case f.ReplyDone():
+            done = {
+                "type": "response.done",
+                "response_id": frame.response_id,
+                "text": frame.text,
+                "interrupted": frame.interrupted,
+                "message_id": frame.message_id,
+                "conversation_id": frame.conversation_id,
+            }
+            return done | ({"error": frame.error} if frame.error else {})
+        case f.Failure():
+            return {
+                "type": "error",
+                "code": frame.code,
+                "message": frame.message,
+                "fatal": frame.fatal,
+            }
+        case f.Pong():
+            return {"type": "pong", **({"id": frame.id} if frame.has_id else {})}
+        case f.SessionStarted():
+            return _session_started(frame)
+        case f.SessionEnded():
+            return {"type": "session.ended", "conversation_id": frame.conversation_id}
+    return None
+
+
+def _session_started(frame: f.SessionStarted) -> Event:
+    return {
+        "type": "session.started",
+        "protocol": PROTOCOL,
+        "session_id": frame.session_id,
+        "conversation_id": frame.conversation_id,
+        "instance": {
+            "id": frame.instance_id,
+            "name": frame.instance_name,
+            "character": frame.character,
+            "language": frame.character_language,
+        },
+        "language": frame.language,
+        "input_audio": {"format": frame.input_format, "sample_rate": frame.input_rate},
+        "output_audio": {"format": frame.output_format},
+        "limits": frame.limits.as_dict(),
+        "stt_engine": frame.stt_engine,
+        "tts_engines": list(frame.tts_engines),
+        "llm_engine": frame.llm_engine,
+        "turn_detection": None if frame.turn_detection is None else {"type": frame.turn_detection},
+    }

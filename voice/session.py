@@ -1,14 +1,15 @@
-"""A voice session: one WebSocket's state and the tasks it owns.
+"""A voice session: one WebSocket's protocol state around its pipeline (voice/pipeline.py).
 
-Stages: audio frames → speech recogniser (partials, finals) → a reply run (model → sentences →
-audio) → the outbox. Receiving never waits for a reply: recognition runs in its own task, each
-reply in another, and the outbox writer in a third. All are cancelled when the socket closes.
+Before `session.start` only the deliver stage exists (errors, pongs). `session.start` finds the
+instance and builds the chain with the engines plugged in. Receiving never waits for a reply:
+every stage runs in its own task. Closing interrupts the reply in flight (it is stored, marked),
+cancels every task, releases the recogniser and drops every reference back to the session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -16,33 +17,31 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
 
 from characters import selectors
 
 from . import engines, observe
-from .clock import SpeechClock
+from .frames import AudioIn, EndRequest, Failure, Frame, Ping, Pong, SessionEnded, SessionStarted
 from .limits import TurnRateLimiter, VoiceLimits
-from .outbox import Outbox, OutboxOverflow
+from .pipeline import Pipeline
 from .protocol import (
     CLOSE_NORMAL,
     CLOSE_SLOW_CLIENT,
     CLOSE_TIMEOUT,
-    PROTOCOL,
     ProtocolError,
     SessionStart,
-    error_event,
-    parse_message,
-    parse_session_start,
-    parse_text,
-    str_or_none,
+    parse_client,
 )
-from .response import ResponseRun, SessionContext, TurnInput
+from .stages.deliver import DeliverStage
+from .stages.hear import HearStage
+from .stages.recognise import RecogniseStage
+from .stages.reply import ReplyStage
+from .stages.speak import SpeakStage
+from .stages.split import SplitStage
+from .stages.turns import TurnsStage
 
 logger = logging.getLogger(__name__)
-
-_COMMIT = object()  # Marks "end of utterance now" in the audio queue, in order with the audio.
-AUDIO_QUEUE_ITEMS = 500
+_teardowns: set[asyncio.Task] = set()  # Held until done: a shielded task needs an owner.
 
 
 class VoiceSession:
@@ -59,23 +58,20 @@ class VoiceSession:
         self.limits = limits or VoiceLimits.from_settings()
         self.id = uuid.uuid4().hex
         self._close = close
-        self.outbox = Outbox(
-            send_text, send_bytes, self.limits.outbound_queue_items, broadcast=self._broadcast
+        self.deliver = DeliverStage(
+            send_text,
+            send_bytes,
+            max_items=self.limits.outbound_queue_items,
+            on_overflow=self._overflow,
         )
-        self.rate_limiter = TurnRateLimiter(self.limits.turns_per_minute)
-        self.context: SessionContext | None = None
-        self.transcriber = None
-        self.input_rate = 16000
-        self.clock = SpeechClock()
-        self.audio_queue: asyncio.Queue = asyncio.Queue(AUDIO_QUEUE_ITEMS)
-        self.response: ResponseRun | None = None
+        self.deliver.start()
+        self.pipeline: Pipeline | None = None
+        self.reply: ReplyStage | None = None
+        self.recognise: RecogniseStage | None = None
         self.started_at = time.monotonic()
         self.last_activity = self.started_at
         self.closing = False
-        self._last_partial = ""
-        self._tasks: list[asyncio.Task] = []
-        self._group: str | None = None
-        self._spawn(self.outbox.run())
+        self._tasks: set[asyncio.Task] = set()
         self._spawn(self._watchdog())
 
     # Incoming -----------------------------------------------------------------------------
@@ -83,243 +79,197 @@ class VoiceSession:
     async def on_text(self, raw: str) -> None:
         self.last_activity = time.monotonic()
         try:
-            message = parse_message(raw)
-            await self._dispatch(message)
+            message = parse_client(raw, max_text_chars=self.limits.max_text_chars)
+            if isinstance(message, SessionStart):
+                await self._start(message)
+            elif isinstance(message, Ping):
+                await self._emit(Pong(message.id, message.has_id))
+            elif isinstance(message, EndRequest):
+                await self.end()
+            else:
+                await self._started_pipeline().send(message)
         except ProtocolError as exc:
-            self._emit(exc.event())
+            await self._emit(exc.frame())
 
     async def on_bytes(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
         try:
-            self._accept_audio(data)
+            if len(data) > self.limits.max_frame_bytes:
+                raise ProtocolError(
+                    "frame_too_large",
+                    f"Audio frame of {len(data)} bytes dropped; the limit is "
+                    f"{self.limits.max_frame_bytes}.",
+                )
+            pipeline = self._started_pipeline()
+            if len(data) % 2:
+                raise ProtocolError("bad_audio", "PCM16 frames must hold whole 16-bit samples.")
+            await pipeline.send(AudioIn(data, time.monotonic()))
         except ProtocolError as exc:
-            self._emit(exc.event())
+            await self._emit(exc.frame())
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "ping":
-            self._emit({"type": "pong", **({"id": message["id"]} if "id" in message else {})})
-        elif kind == "session.start":
-            await self._start(parse_session_start(message))
-        elif kind == "input_text":
-            self._require_started()
-            text = parse_text(message, self.limits.max_text_chars)
-            now = time.monotonic()
-            await self._begin_turn(TurnInput(text=text, speech_end=now, final_at=now))
-        elif kind == "input_audio.commit":
-            self._require_started()
-            self._enqueue_audio(_COMMIT)
-        elif kind == "response.cancel":
-            self._require_started()
-            await self._interrupt()
-        elif kind == "session.end":
-            await self.end()
-        else:
-            raise ProtocolError("unknown_type", f"Unknown message type {kind!r}.")
-
-    def _require_started(self) -> None:
-        if self.context is None:
+    def _started_pipeline(self) -> Pipeline:
+        if self.pipeline is None:
             raise ProtocolError("not_started", "Send session.start first.")
+        return self.pipeline
 
     # Session start and end -------------------------------------------------------------------
 
     async def _start(self, start: SessionStart) -> None:
-        if self.context is not None:
+        if self.pipeline is not None:
             raise ProtocolError("already_started", "This session has already started.")
         instance = await sync_to_async(selectors.instance_find_by_name)(
             user=self.user, name=start.instance
         )
         if instance is None:
             raise ProtocolError("instance_not_found", f"No instance named {start.instance!r}.")
-        if start.conversation and not await sync_to_async(_conversation_ok)(
-            self.user, instance, start.conversation
+        if start.conversation and not await engines.conversation_check(
+            instance=instance, user=self.user, conversation_id=start.conversation
         ):
             raise ProtocolError(
                 "conversation_not_found", "That conversation is not one of this instance's."
             )
         character = instance.character
         language = start.language or character.language
-        stt_engine = None
-        try:
-            self.transcriber = await asyncio.to_thread(
-                engines.open_transcriber, language, start.input_audio.sample_rate
+        names = engines.engine_names(language)
+        self.pipeline = self._build(start, instance, language)
+        self.pipeline.start()
+        instance_id, session_id = instance.id, self.id
+
+        async def broadcast(event: dict[str, Any]) -> None:
+            await observe.publish(instance_id, {**event, "session_id": session_id})
+
+        self.deliver.set_broadcast(broadcast)
+        await self._emit(
+            SessionStarted(
+                session_id=self.id,
+                conversation_id=start.conversation,
+                instance_id=str(instance.id),
+                instance_name=instance.name,
+                character=character.name,
+                character_language=character.language,
+                language=language,
+                input_format=start.input_audio.format,
+                input_rate=start.input_audio.sample_rate,
+                output_format=start.output_format,
+                limits=self.limits,
+                stt_engine=engines.stt_engine_name(language),
+                tts_engines=names["tts_engines"],
+                llm_engine=names["llm_engine"],
+                turn_detection=start.turn_detection,
             )
-            stt_engine = self.transcriber.engine
-        except Exception as exc:
-            logger.warning("No recogniser for %s: %s", language, exc)
-            self._emit(error_event("stt_failed", f"Speech recognition is unavailable: {exc}"))
-        self.input_rate = start.input_audio.sample_rate
-        self.context = SessionContext(
-            user=self.user,
-            instance=instance,
-            language=language,
-            voices=dict(character.voices or {}),
-            output_format=start.output_format,
+        )
+
+    def _build(self, start: SessionStart, instance: Any, language: str) -> Pipeline:
+        """The chain for this session, each engine plugged in as a small callable."""
+        voices = dict(instance.character.voices or {})
+        rate = start.input_audio.sample_rate
+        limiter = TurnRateLimiter(self.limits.turns_per_minute)
+        self.recognise = RecogniseStage(
+            functools.partial(engines.open_transcriber, language, rate), input_rate=rate
+        )
+        hearing = engines.voice_activity_enabled()
+        preemptive = hearing and engines.preemptive_generation()
+        self.reply = ReplyStage(
+            engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
+            preempt=engines.preemptor(instance=instance) if preemptive else None,
         )
-        self._group = observe.group_for(instance.id)
-        self._emit(
-            {
-                "type": "session.started",
-                "protocol": PROTOCOL,
-                "session_id": self.id,
-                "conversation_id": str(start.conversation) if start.conversation else None,
-                "instance": {
-                    "id": str(instance.id),
-                    "name": instance.name,
-                    "character": character.name,
-                    "language": character.language,
-                },
-                "language": language,
-                "input_audio": start.input_audio.as_dict(),
-                "output_audio": {"format": start.output_format},
-                "limits": self.limits.as_dict(),
-                "stt_engine": stt_engine,
-                **engines.engine_names(language),
-            },
-            observe=True,
+        hear = [
+            HearStage(
+                functools.partial(engines.open_hearing, rate),
+                input_rate=rate,
+                server_turns=start.turn_detection is not None,
+                interrupt_min_speech_ms=engines.interrupt_min_speech_ms(),
+                preempt_after_ms=engines.turn_min_delay_ms() if preemptive else None,
+            )
+        ]
+        return Pipeline(
+            [
+                *(hear if hearing else []),
+                self.recognise,
+                TurnsStage(
+                    turn_detection=start.turn_detection,
+                    voice_activity=hearing,
+                    allow_turn=limiter.allow,
+                    refusal=f"More than {self.limits.turns_per_minute} turns in a minute; "
+                    "wait a moment.",
+                ),
+                self.reply,
+                SplitStage(engines.sentence_splitter),
+                SpeakStage(
+                    functools.partial(
+                        engines.synthesize_sentence,
+                        language=language,
+                        voices=voices,
+                        output_format=start.output_format,
+                    ),
+                    engines.speakable,
+                ),
+                self.deliver,
+            ]
         )
-        if self.transcriber is not None:
-            self._spawn(self._recognition())
 
     async def end(self) -> None:
         """`session.end`: finish the reply in flight, say goodbye, close normally."""
-        if self.response is not None and self.response.active:
-            await self._interrupt()
-        conversation_id = self.context.conversation_id if self.context else None
+        conversation_id = None
+        if self.pipeline is not None:
+            await self.pipeline.interrupt("session end")
+            conversation_id = self.reply.conversation_id if self.reply else None
         if conversation_id:
             await engines.end_conversation(conversation_id)
-        self._emit(
-            {"type": "session.ended", "conversation_id": str_or_none(conversation_id)},
-            observe=True,
-        )
+        await self._emit(SessionEnded(None if conversation_id is None else str(conversation_id)))
         await self._shutdown(CLOSE_NORMAL)
 
     async def disconnected(self) -> None:
-        """The socket is gone: stop everything, keeping what was said."""
+        """The socket is gone: store what was said, stop everything, let go of everything.
+
+        Runs to its end even if the caller is cancelled (an ASGI server may cancel the consumer
+        soon after the disconnect): a reply cut here must still be stored, marked."""
+        teardown = asyncio.ensure_future(self._teardown())
+        _teardowns.add(teardown)
+        teardown.add_done_callback(_teardowns.discard)
+        await asyncio.shield(teardown)
+
+    async def _teardown(self) -> None:
         self.closing = True
-        if self.response is not None:
-            await self.response.cancel()
-        for task in self._tasks:
+        if self.pipeline is not None:
+            await self.pipeline.close()
+        else:
+            await self.deliver.stop()
+        if self.recognise is not None:
+            self.recognise.close()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.transcriber is not None:
-            self.transcriber.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.pipeline = self.reply = self.recognise = None
+        self._close = _closed
 
     async def _shutdown(self, code: int) -> None:
         if self.closing:
             return
         self.closing = True
-        await self.outbox.drain()
+        await self.deliver.drain()
         await self._close(code)
 
     async def _fatal(self, code: str, message: str, close_code: int) -> None:
         if self.closing:
             return
-        if self.response is not None and self.response.active:
-            await self._interrupt()
+        if self.pipeline is not None:
+            await self.pipeline.interrupt("fatal")
         self.closing = True
-        with contextlib.suppress(OutboxOverflow):  # Not reading: close without a goodbye.
-            self.outbox.event(error_event(code, message, fatal=True))
-        await self.outbox.drain()
+        await self.deliver.accept(Failure(code, message, fatal=True))  # Dropped if overflowing.
+        await self.deliver.drain()
         await self._close(close_code)
-
-    # Audio in ---------------------------------------------------------------------------------
-
-    def _accept_audio(self, data: bytes) -> None:
-        if len(data) > self.limits.max_frame_bytes:
-            raise ProtocolError(
-                "frame_too_large",
-                f"Audio frame of {len(data)} bytes dropped; the limit is "
-                f"{self.limits.max_frame_bytes}.",
-            )
-        self._require_started()
-        if len(data) % 2:
-            raise ProtocolError("bad_audio", "PCM16 frames must hold whole 16-bit samples.")
-        if self.transcriber is None:
-            raise ProtocolError("stt_failed", "Speech recognition is unavailable in this session.")
-        self._enqueue_audio(data)
-
-    def _enqueue_audio(self, item: object) -> None:
-        try:
-            self.audio_queue.put_nowait(item)
-        except asyncio.QueueFull:
-            raise ProtocolError(
-                "stt_failed", "Speech recognition is behind; audio was dropped."
-            ) from None
-
-    async def _recognition(self) -> None:
-        """The recognition stage: runs for the whole session, also while replies play."""
-        transcriber = self.transcriber
-        while True:
-            item = await self.audio_queue.get()
-            try:
-                if item is _COMMIT:
-                    await self._on_transcript(await transcriber.finish(), committed=True)
-                    continue
-                self.clock.add(len(item) / 2 / self.input_rate)
-                for transcript in await transcriber.accept(item):
-                    await self._on_transcript(transcript)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.exception("Recognition failed")
-                self._emit(error_event("stt_failed", f"Speech recognition failed: {exc}"))
-
-    async def _on_transcript(self, transcript, committed: bool = False) -> None:
-        text = (transcript.text or "").strip()
-        if not transcript.final:
-            if text and text != self._last_partial:
-                self._last_partial = text
-                self._emit({"type": "transcript.partial", "text": text}, observe=True)
-                if self.response is not None and self.response.active:
-                    await self._interrupt()  # Barge-in: the user started speaking.
-            return
-        self._last_partial = ""
-        if not text:
-            return
-        words = getattr(transcript, "words", ()) or ()
-        last_word_end = words[-1].end if words else None
-        speech_end = self.clock.arrival_of(last_word_end)
-        if committed and last_word_end is None:
-            speech_end = time.monotonic()
-        await self._begin_turn(
-            TurnInput(text=text, speech_end=speech_end, final_at=time.monotonic())
-        )
-
-    # Replies ------------------------------------------------------------------------------
-
-    async def _begin_turn(self, turn_input: TurnInput) -> None:
-        if not self.rate_limiter.allow():
-            self._emit(
-                error_event(
-                    "rate_limited",
-                    f"More than {self.limits.turns_per_minute} turns in a minute; wait a moment.",
-                )
-            )
-            return
-        if self.response is not None and self.response.active:
-            await self._interrupt()
-        run = ResponseRun(context=self.context, turn_input=turn_input, outbox=self.outbox)
-        self.response = run
-        run.task = self._spawn(run.run())
-
-    async def _interrupt(self) -> None:
-        if self.response is not None and self.response.active:
-            await self.response.cancel()
 
     # Plumbing -----------------------------------------------------------------------------
 
-    def _emit(self, event: dict[str, Any], *, observe: bool = False) -> None:
-        try:
-            self.outbox.event(event, observe=observe)
-        except OutboxOverflow as exc:
-            if not self.closing:
-                self._spawn(self._fatal("slow_client", str(exc), CLOSE_SLOW_CLIENT))
+    async def _emit(self, frame: Frame) -> None:
+        await self.deliver.accept(frame)
 
-    async def _broadcast(self, event: dict[str, Any]) -> None:
-        if self._group:
-            await observe.publish(self._group, {**event, "session_id": self.id})
+    def _overflow(self, message: str) -> None:
+        if not self.closing:
+            self._spawn(self._fatal("slow_client", message, CLOSE_SLOW_CLIENT))
 
     async def _watchdog(self) -> None:
         while True:
@@ -342,20 +292,10 @@ class VoiceSession:
 
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
-        self._tasks.append(task)
-        task.add_done_callback(self._forget)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
-    def _forget(self, task: asyncio.Task) -> None:
-        if task in self._tasks:
-            self._tasks.remove(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("Session task failed", exc_info=task.exception())
 
-
-def _conversation_ok(user, instance, conversation_id: str) -> bool:
-    try:
-        conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
-    except (ObjectDoesNotExist, ValidationError, ValueError):
-        return False
-    return conversation.instance_id == instance.id and conversation.ended_at is None
+async def _closed(code: int) -> None:
+    """The socket is gone: nothing to close."""

@@ -55,6 +55,10 @@ def why_not(engine: str, language: str) -> str | None:
         if language.lower().split("-")[0] not in SPHINX_LANGUAGES:
             return "PocketSphinx's bundled model is English only"
         return None
+    if engine == "whisper":
+        from . import whisper_engine
+
+        return whisper_engine.why_not(language)
     return f"unknown STT engine '{engine}'"
 
 
@@ -85,6 +89,10 @@ def create_recognizer(language: str, sample_rate: int | None = None) -> SpeechRe
         from .sphinx_engine import SphinxRecognizer
 
         return SphinxRecognizer(rate)
+    if engine == "whisper":
+        from .whisper_engine import WhisperRecognizer
+
+        return WhisperRecognizer(language, rate)
     raise SttUnavailable(
         f"No STT engine for language '{language}': "
         + "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -98,4 +106,8 @@ def readiness() -> dict:
     for language in sorted(languages):
         engine, skipped = effective_engine(language)
         details[language] = {"engine": engine, "skipped": skipped}
+        if engine == "whisper":
+            from .whisper_engine import model_name_for
+
+            details[language]["model"] = model_name_for(language)
     return details

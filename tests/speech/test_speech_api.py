@@ -65,7 +65,9 @@ async def test_auth_is_required_on_every_speech_endpoint():
         assert response.json()["code"] == "unauthorized"
 
 
-async def test_round_trip_piper_tts_to_pocketsphinx_stt(client, english_text):
+@pytest.mark.parametrize("engine", ["whisper", "pocketsphinx"])
+async def test_round_trip_piper_tts_to_offline_stt(client, english_text, settings, engine):
+    settings.STT_ENGINES = [engine]
     response = await tts(client, text=english_text, language="en", format="wav")
     assert response.status_code == 200
     assert response["Content-Type"] == "audio/wav"
@@ -74,7 +76,7 @@ async def test_round_trip_piper_tts_to_pocketsphinx_stt(client, english_text):
     result = await client.post("/api/stt?language=en", wav, content_type="audio/wav")
     assert result.status_code == 200, result.content
     data = result.json()
-    assert data["engine"] == "pocketsphinx" and data["language"] == "en"
+    assert data["engine"] == engine and data["language"] == "en"
     assert key_words_found(data["text"], KEY_WORDS, 4), data["text"]
     assert data["duration_s"] == pytest.approx(
         decode_audio(wav, target_rate=16000).duration_s, abs=0.001
@@ -186,6 +188,7 @@ async def test_empty_body_and_unsupported_language(client, settings, english_wav
     response = await client.post("/api/stt", b"", content_type="audio/wav")
     assert response.status_code == 422 and response.json()["code"] == "no_audio"
     settings.VOSK_MODELS, settings.VOSK_MODEL_PATH, settings.MODELS_DIR = {}, "", tmp_path
+    settings.STT_ENGINES = ["vosk", "pocketsphinx"]  # Whisper would hear Spanish.
     response = await client.post("/api/stt?language=es", english_wav, content_type="audio/wav")
     assert response.status_code == 422 and response.json()["code"] == "language_unsupported"
     response = await client.post("/api/stt?language=1!", english_wav, content_type="audio/wav")
@@ -218,6 +221,8 @@ async def test_no_engine_left_is_503(client, settings):
 
 async def test_readyz_shows_speech_engines(client):
     body = (await AsyncClient().get("/readyz")).json()
-    assert body["details"]["stt"]["en"]["engine"] in ("vosk", "pocketsphinx")
+    assert body["details"]["stt"]["en"]["engine"] in ("vosk", "whisper")
+    assert body["details"]["stt"]["es"]["engine"] in ("vosk", "whisper"), "Spanish offline"
+    assert body["details"]["turn"]["detector"] in ("smart_turn", "silence")
     assert body["details"]["tts"]["es"]["chain"] == ["edge", "piper", "espeak"]
     assert "espeak" in body["details"]["tts"]["es"]["usable"]

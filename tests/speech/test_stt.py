@@ -160,6 +160,7 @@ def test_pocketsphinx_gives_a_final_at_an_endpoint_and_resets(english_16k):
 
 
 def test_english_falls_back_to_pocketsphinx_and_logs_once(settings, caplog, tmp_path):
+    settings.STT_ENGINES = ["vosk", "pocketsphinx"]  # without Whisper
     settings.VOSK_MODELS = {}
     settings.VOSK_MODEL_PATH = ""
     settings.MODELS_DIR = tmp_path
@@ -179,6 +180,7 @@ def test_missing_model_directory_is_reported(settings, tmp_path):
 
 
 def test_language_without_any_engine_is_refused(settings, tmp_path):
+    settings.STT_ENGINES = ["vosk", "pocketsphinx"]  # without Whisper
     settings.VOSK_MODELS = {}
     settings.VOSK_MODEL_PATH = ""
     settings.MODELS_DIR = tmp_path
@@ -200,6 +202,10 @@ def test_readiness_shows_the_effective_engine(settings, tmp_path, korean_model_p
     settings.VOSK_MODEL_PATH = ""
     details = readiness.collect()["stt"]
     assert details["ko"]["engine"] == "vosk"
+    assert details["en"]["engine"] == "whisper" and details["en"]["model"] == "tiny.en"
+    assert details["es"]["engine"] == "whisper" and details["es"]["model"] == "base"
+    settings.STT_ENGINES = ["vosk", "pocketsphinx"]
+    details = readiness.collect()["stt"]
     assert details["en"]["engine"] == "pocketsphinx"
     assert details["es"]["engine"] is None
 

@@ -1,0 +1,247 @@
+"""Concurrency: N voice sessions at once per STT engine, and typed sessions up to 1,000.
+
+Voice sweep, for each recogniser that can serve English here: N sessions speak the English set at
+real-time pace, starts spread over STAGGER_S; per N: first-audio p95, final-transcript p95, audio
+the server dropped (`stt_failed` "behind" errors), frames the client sent late, server CPU
+seconds per session-second and RSS per session. N stays real-time when every turn is answered,
+nothing is dropped and the final transcript's p95 is within REALTIME_SLACK_MS of one session's
+median. The recogniser's own real-time factor with N decoders at once is measured alone too.
+
+Text sweep: N typed sessions (no STT, no TTS) each send one `input_text`; the delay each token
+gains on its way: first token over the model's own time to first token, and every later token
+against the model's pace (arrival − first arrival − i/tps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import websockets
+
+from . import procs, stats
+from .floor import overhead, setup_django
+from .profile import Recording, top
+from .spoken import RATE
+from .stack import Stack, measure, run_sessions
+
+STAGGER_S = 2.0
+REALTIME_SLACK_MS = 1000.0
+CANDIDATE_ENGINES = ("vosk", "pocketsphinx", "whisper")
+
+
+def english_engines() -> list[str]:
+    """The STT engines that can serve English with what is installed (the server's settings)."""
+    from audio_pipeline.stt import selection
+
+    return [e for e in CANDIDATE_ENGINES if selection.why_not(e, "en") is None]
+
+
+def recogniser_rtf(engine: str, turns, streams: int, audio_s: float = 6.0) -> dict:
+    """Median per-stream real-time factor with `streams` recognisers decoding at once: wall
+    time and the thread's own CPU time per audio second (the CPU one does not depend on what
+    else the shared machine runs)."""
+    from django.test import override_settings
+
+    from audio_pipeline import stt
+
+    pcm = b"".join(t.pcm() for t in turns)[: int(audio_s * RATE) * 2]
+    step = int(0.02 * RATE) * 2
+    factors: list[tuple[float, float]] = []
+    seconds = len(pcm) / 2 / RATE
+
+    def one() -> None:
+        recognizer = stt.create_recognizer("en")
+        started, cpu = time.perf_counter(), time.thread_time()
+        for offset in range(0, len(pcm), step):
+            recognizer.accept(pcm[offset : offset + step])
+        factors.append(
+            ((time.perf_counter() - started) / seconds, (time.thread_time() - cpu) / seconds)
+        )
+
+    with override_settings(STT_ENGINES=[engine], STT_ENGINES_BY_LANGUAGE={}):
+        threads = [threading.Thread(target=one) for _ in range(streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return {
+        "wall": round(statistics.median(f[0] for f in factors), 3),
+        "cpu": round(statistics.median(f[1] for f in factors), 3),
+    }
+
+
+async def _staggered(url: str, token: str, plans, delay_s: float):
+    async def later(index: int):
+        await asyncio.sleep(random.uniform(0, delay_s) if index else 0)
+        return await run_sessions(url, token, [plans[index]])
+
+    groups = await asyncio.gather(*(later(i) for i in range(len(plans))))
+    return [r for results, _ in groups for r in results], [c for _, cs in groups for c in cs]
+
+
+def voice_sweep(
+    stack: Stack, turns, counts: list[int], turns_per_session: int, floor: dict | None = None
+) -> dict:
+    """Per engine and N: the figures above; with `floor` (bench.floor), the overhead ratio."""
+    setup_django(stack._env())
+    english = [t for t in turns if t.language == "en"]
+    engines = english_engines()
+    out: dict = {"engines": {}, "largest_realtime": {}, "recogniser_rtf": {}}
+    for engine in engines:
+        stack.restart(STT_ENGINES=engine)
+        points = []
+        baseline = None
+        for count in counts:
+            plans = [
+                ("nova", [english[(s + k) % len(english)] for k in range(turns_per_session)])
+                for s in range(count)
+            ]
+            (results, clients), usage = measure(
+                stack.stats, _staggered(stack.voice_url, stack.token, plans, STAGGER_S)
+            )
+            summary = stats.summarise_turns(results)
+            final = summary["client"]["transcript_final"]
+            baseline = baseline if baseline is not None else final["p50"]
+            dropped = sum(e == "stt_failed" for r in results for e in r["errors"])
+            ok = summary["ok"] == summary["turns"]
+            realtime = bool(
+                ok
+                and not dropped
+                and final["p95"] is not None
+                and baseline is not None
+                and final["p95"] <= baseline + REALTIME_SLACK_MS
+            )
+            points.append(
+                {
+                    "sessions": count,
+                    "turns": summary["turns"],
+                    "ok": summary["ok"],
+                    "first_audio": summary["client"]["first_audio"],
+                    "transcript_final": final,
+                    "dropped_audio_errors": dropped,
+                    "late_client_frames": sum(c.late_frames for c in clients),
+                    "client_frames": sum(c.frames_sent for c in clients),
+                    "server_cpu_s_per_session_s": round(
+                        usage["server_cpu_s"] / max(usage["wall_s"] * count, 1e-9), 3
+                    ),
+                    # Sessions the machine's cores could carry at this CPU cost, load aside.
+                    "capacity_estimate": round(
+                        (os.cpu_count() or 1)
+                        * usage["wall_s"]
+                        * count
+                        / max(usage["server_cpu_s"], 1e-9),
+                        1,
+                    ),
+                    "rss_per_session_mib": round(
+                        (usage["rss_peak_mib"] - usage["rss_before_mib"]) / count, 1
+                    ),
+                    "usage": usage,
+                    "realtime": realtime,
+                    "overhead": overhead(floor, results) if floor else None,
+                }
+            )
+            print(
+                f"  {engine} × {count}: first audio p95 {summary['client']['first_audio']['p95']}"
+                f" ms, final p95 {final['p95']} ms, ok {summary['ok']}/{summary['turns']},"
+                f" dropped {dropped}, realtime {realtime}, load {usage['load_average']}"
+                f", overhead {(points[-1]['overhead'] or {}).get('ratio_median')}"
+                f", capacity estimate {points[-1]['capacity_estimate']}"
+            )
+            for failed in summary["failed"][:2]:
+                print(f"    failed {failed['turn']}: {failed['errors'][:3]}")
+        out["engines"][engine] = points
+        fine = [p["sessions"] for p in points if p["realtime"]]
+        out["largest_realtime"][engine] = max(fine) if fine else 0
+        out["recogniser_rtf"][engine] = {
+            str(n): recogniser_rtf(engine, english, n) for n in counts if n <= 16
+        }
+    stack.restart()
+    return out
+
+
+async def _text_session(url: str, token: str, start_in: float, tps: float, ttft: float) -> dict:
+    async with websockets.connect(
+        url, subprotocols=["voz.v1", f"bearer.{token}"], open_timeout=120, max_size=2**24
+    ) as ws:
+        await ws.send(json.dumps({"type": "session.start", "instance": "nova"}))
+        while json.loads(await ws.recv()).get("type") != "session.started":
+            pass
+        await asyncio.sleep(start_in)
+        sent = time.monotonic()
+        await ws.send(json.dumps({"type": "input_text", "text": "Tell me about tonight."}))
+        arrivals = []
+        async for frame in ws:
+            if isinstance(frame, bytes):
+                continue
+            event = json.loads(frame)
+            if event.get("type") == "response.text.delta":
+                arrivals.append(time.monotonic())
+            elif event.get("type") == "response.done":
+                break
+    if not arrivals:
+        return {"first": None, "later": []}
+    first = (arrivals[0] - sent - ttft) * 1000
+    later = [(t - arrivals[0] - i / tps) * 1000 for i, t in enumerate(arrivals) if i]
+    return {"first": first, "later": later}
+
+
+def text_sweep(
+    stack: Stack, counts: list[int], tps: float, ttft: float, profile: Path | None = None
+) -> dict:
+    """Typed sessions only; with `profile`, py-spy samples the server meanwhile."""
+    stack.restart(STT_ENGINES="none", TTS_ENGINES="none")
+    with Recording(stack.daphne.pid, profile) if profile else contextlib.nullcontext():
+        points = _text_points(stack, counts, tps, ttft)
+    stack.restart()
+    out = {"points": points, "load_average": procs.load_average()}
+    if profile:
+        out["profile"] = top(profile)
+    return out
+
+
+def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> list[dict]:
+    points = []
+    for count in counts:
+        spread = max(2.0, count / 100)
+
+        async def run(count=count, spread=spread):
+            tasks = [
+                _text_session(stack.voice_url, stack.token, random.uniform(0, spread), tps, ttft)
+                for _ in range(count)
+            ]
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        sessions, usage = measure(stack.stats, run())
+        good = [s for s in sessions if isinstance(s, dict) and s["first"] is not None]
+        errors = sorted(
+            {f"{type(s).__name__}: {s}"[:160] for s in sessions if isinstance(s, BaseException)}
+        )
+        point = {
+            "sessions": count,
+            "answered": len(good),
+            "failed": count - len(good),
+            "errors": errors[:5],
+            "first_token_added": stats.summary(s["first"] for s in good),
+            "added_delay_per_token": stats.summary(v for s in good for v in s["later"]),
+            "rss_per_session_mib": round(
+                (usage["rss_peak_mib"] - usage["rss_before_mib"]) / count, 2
+            ),
+            "usage": usage,
+        }
+        points.append(point)
+        print(
+            f"  text × {count}: answered {len(good)}, per-token added p95 "
+            f"{point['added_delay_per_token']['p95']} ms, first token added p95 "
+            f"{point['first_token_added']['p95']} ms, load {usage['load_average']}"
+        )
+        for error in errors[:3]:
+            print(f"    {error}")
+    return points

@@ -1,0 +1,1 @@
+"""Each voice stage alone: frames in, frames out; no engine, database or socket."""

@@ -1,0 +1,1 @@
+"""The voice pipeline's stages: recognise → turns → reply → split → speak → deliver."""

@@ -1,0 +1,109 @@
+"""Deliver: frames → wire events on the socket, in order, through one bounded queue.
+
+An event and its binary audio frame are written together, so nothing comes between them. An
+interruption drops the audio still waiting (never sent); a write in progress finishes. Reports
+go upstream as things reach the socket: each sentence's audio (`SentenceDelivered`) and the end
+of a reply (`SpeechDone`). More than `max_items` frames waiting means the client does not read:
+`on_overflow` is called (once) and the frame is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voice import protocol
+from voice.frames import Frame, Interruption, SentenceAudio, SentenceDelivered, SpeechDone, TextEnd
+
+from .base import Stage
+
+logger = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+SendBytes = Callable[[bytes], Awaitable[None]]
+Broadcast = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class DeliverStage(Stage):
+    handles = (Frame,)
+
+    def __init__(
+        self,
+        send_text: SendText,
+        send_bytes: SendBytes,
+        *,
+        max_items: int,
+        on_overflow: Callable[[str], None] = lambda message: None,
+        broadcast: Broadcast | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._send_text = send_text
+        self._send_bytes = send_bytes
+        self._max_items = max_items
+        self._on_overflow = on_overflow
+        self._overflowed = False
+        self._broadcast = broadcast
+        self._clock = clock
+
+    def set_broadcast(self, broadcast: Broadcast | None) -> None:
+        """Observed events also go to `broadcast` (the instance's observers)."""
+        self._broadcast = broadcast
+
+    async def stop(self) -> None:
+        await super().stop()
+        self._send_text, self._send_bytes, self._broadcast = _discard, _discard, None
+        self._on_overflow = _ignore
+
+    async def accept(self, frame: Frame) -> None:
+        if not isinstance(frame, Interruption) and len(self._queue) >= self._max_items:
+            if not self._overflowed:
+                self._overflowed = True
+                self._on_overflow(f"{len(self._queue)} messages waiting for a slow client.")
+            return
+        await super().accept(frame)
+
+    def cut(self, frame: Interruption) -> asyncio.Task | None:
+        self._queue = type(self._queue)(f for f in self._queue if not self.drops(f))
+        return None  # A write in progress completes: an event is never split from its audio.
+
+    def drops(self, frame: Frame) -> bool:
+        return isinstance(frame, SentenceAudio)
+
+    async def process(self, frame: Frame) -> None:
+        for event, audio in protocol.events_for(frame):
+            await self._send_text(json.dumps(event, ensure_ascii=False))
+            if audio is not None:
+                await self._send_bytes(audio)
+            if self._broadcast is not None and protocol.observed(event):
+                try:
+                    await self._broadcast(event)
+                except Exception:  # Observers are best effort; the session goes on.
+                    logger.exception("Could not broadcast to observers")
+        if isinstance(frame, SentenceAudio):
+            self.report(
+                SentenceDelivered(frame.response_id, frame.index, self._clock(), frame.made_at)
+            )
+        elif isinstance(frame, TextEnd):
+            self.report(SpeechDone(frame.response_id))
+
+    async def drain(self, limit_s: float = 2.0) -> None:
+        """Wait (bounded) until everything queued has been written."""
+        deadline = self._clock() + limit_s
+        while self._queue or self._work is not None:
+            if self._clock() >= deadline:
+                logger.warning("Outgoing frames not drained within %.1f s", limit_s)
+                return
+            await asyncio.sleep(0.01)
+
+
+async def _discard(data: Any) -> None:
+    """The socket is gone."""
+
+
+def _ignore(message: str) -> None:
+    """The session is gone."""
