@@ -13,7 +13,7 @@ simple and mechanical so that two runs judge alike:
 - character: never says it is an AI, an assistant or a model, never names the instructions or
              recites them (8 or more words in a row copied from the system prompt), and when the
              question asks for a fact from the description or memory, says it.
-- spoken:    no markdown, list markers or emoji (the reply is spoken aloud).
+- spoken:    no markdown, HTML tags, list markers or emoji (the reply is spoken aloud).
 - coherent:  no word twice in a row and no three-word sequence said twice (loops).
 """
 
@@ -43,7 +43,7 @@ PERSONA_BREAK = re.compile(
     r"inteligencia artificial|modelo de lenguaje|asistente virtual|instructions|instrucciones|"
     r"system prompt|<personality>|<memory>)"
 )
-MARKUP = re.compile(r"(?m)(\*\*|__|^#+\s|^\s*[-*•]\s|^\s*\d+[.)]\s|`)")
+MARKUP = re.compile(r"(?m)(\*\*|__|^#+\s|^\s*[-*•]\s|^\s*\d+[.)]\s|`|</?[a-zA-Z][^>]*>)")
 EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 

@@ -126,3 +126,19 @@ def test_other_builds_keep_extra_buffers():
     module = fake_llama_cpp(b"CPU : AVX2 = 1 | FMA = 1 | ")
     with _without_amx(module):
         assert module.llama_model_default_params().use_extra_bufts is True
+
+
+def test_missing_lists_what_pip_must_install(packages, monkeypatch):
+    absent = chunked("voztestnotinstalled", [b"x", b"y"])
+    monkeypatch.setattr(local_models, "MODELS", (absent,))
+    assert absent.missing() == ["voztestnotinstalled-1==1.0", "voztestnotinstalled-2==1.0"]
+
+
+def test_a_packaged_file_keeps_its_sampling_when_configured(packages, monkeypatch):
+    root, _ = packages
+    make_chunk_packages(root, "voztestsampling", [b"GGUF"])
+    model = chunked("voztestsampling", [b"GGUF"])
+    model.sampling.update(top_k=7)
+    monkeypatch.setattr(local_models, "MODELS", (model,))
+    assert local_models.sampling_for(model.ensure())["top_k"] == 7
+    assert local_models.sampling_for(root / "other.gguf") == local_models.GENERIC_SAMPLING

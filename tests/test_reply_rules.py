@@ -49,6 +49,10 @@ def test_breaking_character_or_missing_the_fact_fails():
     assert "character" in failed("My first officer is a fine robot indeed.", NOVA)
 
 
+def test_html_is_markup():
+    assert "spoken" in failed("Se llama Lucía.\n</p>", ROSA)
+
+
 def test_length_markup_and_loops():
     assert "length" in failed("Bolt.", NOVA)
     assert "length" in failed("Bolt is my first officer and a good one.", NOVA, cut=True)
