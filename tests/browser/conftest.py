@@ -71,7 +71,11 @@ class RestartableDaphne:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a loaded machine, or a session that hangs on
+                self.process.kill()
+                self.process.wait(timeout=10)
             self.process = None
 
 

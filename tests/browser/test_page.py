@@ -19,8 +19,21 @@ from tests.browser.conftest import (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("page")) as served:
-        yield served
+    from tests.fake_openai import FakeOpenAI  # replies (and memory updates) from a fake model
+
+    model = FakeOpenAI().start()
+    env = {
+        "LLM_ENGINE": "openai",
+        "OPENAI_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": "test",
+        # English recognition only, so a Spanish instance meets "no recogniser for this language".
+        "STT_ENGINES": "pocketsphinx",
+    }
+    try:
+        with running_server(tmp_path_factory.mktemp("page"), env) as served:
+            yield served
+    finally:
+        model.stop()
 
 
 def test_sign_in_pick_instance_shows_memory_and_history(browser, server):
@@ -77,20 +90,20 @@ def test_page_speaks_the_browsers_language(browser, server, locale, lang, headin
     sign_in(page, server["base"], server)
     expect(page.locator("html")).to_have_attribute("lang", lang)
     expect(page.locator("h1")).to_have_text(heading)
-    expect(page.locator("#mic-toggle")).to_have_text(button)
+    expect(page.locator("#talk")).to_have_text(button)
 
 
 def test_fake_microphone_reaches_the_level_meter(browser, server):
     page = browser.new_page(locale="en-US")
     sign_in(page, server["base"], server)
     page.get_by_role("button", name="Start microphone").click()
-    expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "true")
     # The speech file starts after one second of silence: the level rises when the voice does.
     page.wait_for_function(
         "Number(document.getElementById('voz-app').dataset.inputLevel) > 0.01", timeout=10000
     )
     page.get_by_role("button", name="Stop microphone").click()
-    expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "false")
 
 
 DOWNSAMPLE_PROBE = """
@@ -141,16 +154,19 @@ def test_push_to_talk_with_the_space_bar_sends_audio_only_while_held(browser, se
     expect(app).to_have_attribute("data-connection", "open", timeout=30000)
     page.get_by_label("Push to talk (hold Space)").check()
     expect(page.get_by_role("button", name="Hold to talk")).to_be_visible()
-    expect(page.locator("#mic-toggle")).to_be_hidden()
+    expect(page.get_by_role("button", name="Start microphone")).to_have_count(0)  # one control
+    # The mode is part of session.start (turn_detection): the page starts a new session for it.
+    expect(app).to_have_attribute("data-connection", "open", timeout=30000)
     page.locator("body").click()  # focus outside the form controls
     page.wait_for_function("Number(document.getElementById('voz-app').dataset.inputLevel) > 0")
     assert app.get_attribute("data-frames-sent") == "0"  # the microphone is open but not sent
 
     page.keyboard.down("Space")
-    expect(page.locator("#ptt")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#talk")).to_have_text("Release to send")
     page.wait_for_timeout(1000)
     page.keyboard.up("Space")
-    expect(page.locator("#ptt")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "false")
     sent = int(app.get_attribute("data-frames-sent"))
     assert 6 <= sent <= 20  # ~1 s of 80 ms frames
     page.wait_for_timeout(500)
@@ -161,15 +177,29 @@ def test_page_fits_a_phone_screen(browser, server):
     page = browser.new_page(locale="es-ES", viewport={"width": 360, "height": 740})
     sign_in(page, server["base"], server, next_path="/?instance=nova")
     expect(page.locator("#memory-text")).not_to_be_empty()
+    expect(page.locator("#character-name")).to_have_text("Captain Nova")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    for control in ["#instance-select", "#mic-toggle", "#stop", "#text-input"]:
+    expect(page.locator("#settings")).to_be_hidden()  # out of the way until asked for
+    for control in ["#talk", "#stop", "#text-input", "#settings-toggle"]:
         box = page.locator(control).bounding_box()
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= 360
-    screenshot(page, "page-phone-es.png")
+    page.get_by_role("button", name="Ajustes").click()
+    expect(page.locator("#settings-toggle")).to_have_attribute("aria-expanded", "true")
+    box = page.locator("#instance-select").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 360
+    page.get_by_role("button", name="Cerrar los ajustes").click()
+    expect(page.locator("#settings")).to_be_hidden()
+    expect(page.locator("#settings-toggle")).to_be_focused()
 
 
-def test_connection_lost_banner_and_automatic_reconnect(browser, tmp_path):
+def reconnect_seconds(page) -> int:
+    text = page.locator("#connection-status").inner_text()
+    match = re.search(r"Reconnecting in (\d+) s", text)
+    return int(match.group(1)) if match else -1
+
+
+def test_connection_lost_banner_counts_down_and_clears_after_reconnect(browser, tmp_path):
     with running_server(tmp_path) as served:
         page = browser.new_page(locale="en-US")
         sign_in(page, served["base"], served, next_path="/?instance=nova")
@@ -180,12 +210,68 @@ def test_connection_lost_banner_and_automatic_reconnect(browser, tmp_path):
         served["daphne"].stop()
         expect(app).to_have_attribute("data-connection", "reconnecting")
         expect(page.locator("#banner")).to_contain_text("Connection lost. Reconnecting in")
-        page.wait_for_timeout(2500)  # a failed attempt or two: the back-off grows
+        # The back-off grows (1, 2, 4 s …); the wait counts down instead of standing still.
+        page.wait_for_function(
+            "/Reconnecting in [3-9] s/.test(document.getElementById('connection-status')"
+            ".textContent)",
+            timeout=20000,
+        )
+        before = reconnect_seconds(page)
+        page.wait_for_timeout(1100)
+        after = reconnect_seconds(page)
+        assert 0 < after < before or after > before + 2, (before, after)  # counted, or retried
+
+        # Typing while disconnected says so; once reconnected that message goes away.
+        page.get_by_label("Type instead").fill("Are you there?")
+        page.get_by_label("Type instead").press("Enter")
+        expect(page.locator("#banner")).to_contain_text("Not connected yet")
         served["daphne"].start()
 
-        expect(app).to_have_attribute("data-connection", "open", timeout=20000)
+        expect(app).to_have_attribute("data-connection", "open", timeout=30000)
+        expect(page.locator("#connection-status")).to_have_text("Connected")
         expect(page.get_by_text("Connection lost")).to_be_hidden()
+        expect(page.get_by_text("Not connected yet")).to_be_hidden()
+        expect(page.locator("#banner")).to_be_hidden()
         assert app.get_attribute("data-session") not in {"", first_session}
+
+
+def test_spanish_page_explains_errors_in_spanish(browser, server):
+    page = browser.new_page(locale="es-ES")
+    sign_in(page, server["base"], server)
+    # Rosa speaks Spanish and this server recognises English only: a calm note, in Spanish.
+    page.locator("#instance-select").select_option(label="rosa — Doña Rosa (es)")
+    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
+    expect(page.locator("#notice")).to_have_text(
+        "En este servidor no hay reconocimiento de voz para este idioma. Puedes escribir tus "
+        "mensajes; las respuestas se siguen oyendo."
+    )
+    expect(page.locator("#talk")).to_be_disabled()
+    expect(page.locator("#banner")).to_be_hidden()
+    assert "Speech recognition is unavailable" not in page.locator("main").inner_text()
+
+    # A taken name: the short message in Spanish, the server's words only in "Detalles".
+    page.locator("#new-instance summary").click()
+    page.get_by_label("Nombre", exact=True).fill("ROSA")
+    page.get_by_role("button", name="Crear instancia").click()
+    error = page.locator("#new-instance-error")
+    expect(error.locator(".error-text")).to_have_text("Ese nombre ya está en uso. Elige otro.")
+    expect(error.locator("details pre")).to_be_hidden()
+    error.locator("details summary").click()
+    expect(error.locator("details pre")).to_contain_text("already taken")
+    screenshot(page, "page-error-es.png")
+
+
+def test_language_switch(browser, server):
+    page = browser.new_page(locale="es-ES")
+    sign_in(page, server["base"], server)
+    expect(page.locator("h1")).to_have_text("Habla con un personaje")
+    expect(page.get_by_role("button", name="Español")).to_have_attribute("aria-pressed", "true")
+    page.get_by_role("button", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("h1")).to_have_text("Talk to a character")
+    expect(page).to_have_url(re.compile(r"/\?mic=raw$"))
+    page.reload()  # remembered
+    expect(page.locator("#talk")).to_have_text("Start microphone")
 
 
 def test_denied_microphone_says_so(playwright, server):
@@ -198,6 +284,6 @@ def test_denied_microphone_says_so(playwright, server):
         sign_in(page, server["base"], server)
         page.get_by_role("button", name="Start microphone").click()
         expect(page.locator("#banner")).to_contain_text("Microphone access was denied")
-        expect(page.locator("#mic-toggle")).to_have_attribute("aria-pressed", "false")
+        expect(page.locator("#talk")).to_have_attribute("aria-pressed", "false")
     finally:
         browser.close()

@@ -59,6 +59,7 @@ export class Player {
     };
     this.playing.add(source);
     source.start(startAt);
+    this.onEvent({ type: "playback.queued", ...meta });
   }
 
   /** Stop at once: silence what sounds, drop what is queued, ignore late audio of `responseId`. */

@@ -90,6 +90,20 @@ export class VoiceConnection {
     this.retryTimer = setTimeout(() => this.open(), delay);
   }
 
+  /**
+   * A new session on the same conversation (e.g. after a setting that session.start carries
+   * changed): the old socket closes without `session.end`, so the conversation stays open.
+   */
+  reopen() {
+    if (!this.wanted) return;
+    const socket = this.socket;
+    this.socket = null;
+    this.started = false;
+    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(CLOSE_NORMAL);
+    this.attempt = 0;
+    this.connect();
+  }
+
   /** Close for good (no reconnect). */
   close() {
     this.wanted = false;
