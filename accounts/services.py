@@ -10,6 +10,8 @@ from datetime import timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from realtime.text_safety import unsafe_reason
+
 from .models import ApiToken
 
 TOKEN_PREFIX = "voz_"
@@ -41,8 +43,16 @@ def token_create(*, user: AbstractBaseUser, name: str = "default") -> IssuedToke
 
 def token_authenticate(plaintext: str | None):
     """Return the active user owning `plaintext`, or None."""
+    token = token_check(plaintext)
+    return token.user if token is not None else None
+
+
+def token_check(plaintext: str | None) -> ApiToken | None:
+    """The active token `plaintext` names (its active user loaded), or None; notes its use."""
     if not plaintext or not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
         return None
+    if unsafe_reason(plaintext):
+        return None  # Cannot be a token we issued, and could not be hashed or stored.
     token = (
         ApiToken.objects.select_related("user")
         .filter(token_hash=hash_token(plaintext), revoked_at__isnull=True)
@@ -53,7 +63,7 @@ def token_authenticate(plaintext: str | None):
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
 
 
 def token_revoke(*, token: ApiToken) -> None:

@@ -11,20 +11,26 @@ from typing import Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from ninja import Field, Router, Schema
+from django.http.multipartparser import MultiPartParserError
+from ninja import Field, Query, Router, Schema
 
 from characters.models import LANGUAGE_VALIDATOR
+from characters.schemas import LANGUAGE_PATTERN
+from realtime.errors import ApiError, ErrorOut
 
 from .formats import INPUT_FORMATS_HELP, AudioFormatError
 from .services import AudioTooLong, transcribe_file, tts_body
 from .stt import SttUnavailable
 from .tts import (
+    ENGINES,
+    NothingToSay,
     TtsUnavailable,
     UnknownVoice,
     engines_report,
     synthesize_with_fallback,
     voice_map_for,
 )
+from .tts.chain import chain_for
 
 router = Router(tags=["speech"])
 
@@ -47,14 +53,8 @@ class SttOut(Schema):
 class TtsIn(Schema):
     text: str = Field(..., min_length=1)
     voice: str | None = None
-    language: str = "en"
+    language: str = Field("en", pattern=LANGUAGE_PATTERN)
     format: Literal["mp3", "wav", "pcm16", "ogg"] = "mp3"
-
-
-def _error(request: HttpRequest, status: int, code: str, detail: str) -> HttpResponse:
-    from realtime.api import error_response  # realtime.api imports this module.
-
-    return error_response(request, status, code, detail, [{"field": "", "message": detail}])
 
 
 def _bad_language(language: str) -> str | None:
@@ -73,7 +73,10 @@ def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
     """(audio bytes, its content type, language from the form) from multipart or a raw body."""
     content_type = request.META.get("CONTENT_TYPE", "")
     if content_type.startswith("multipart/form-data"):
-        upload = request.FILES.get("file")
+        try:
+            upload = request.FILES.get("file")
+        except MultiPartParserError as exc:
+            raise ApiError(400, "bad_request", f"Malformed multipart body: {exc}") from exc
         if upload is None:
             return b"", "", request.POST.get("language")
         if upload.size > settings.STT_MAX_UPLOAD_BYTES:
@@ -85,13 +88,18 @@ def _read_upload(request: HttpRequest) -> tuple[bytes, str, str | None]:
         raise UploadTooLarge(f"The body is over HTTP_MAX_BODY_BYTES ({exc})") from exc
 
 
-@router.post("/stt", response=SttOut, summary="Transcribe an audio file")
-async def speech_to_text(request: HttpRequest, language: str = ""):
+@router.post(
+    "/stt",
+    response={200: SttOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut},
+    summary="Transcribe an audio file",
+)
+async def speech_to_text(
+    request: HttpRequest, language: str = Query("", pattern=f"^$|{LANGUAGE_PATTERN}")
+):
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     limit = settings.STT_MAX_UPLOAD_BYTES
     if declared > limit and not request.META.get("CONTENT_TYPE", "").startswith("multipart/"):
-        return _error(
-            request,
+        raise ApiError(
             413,
             "upload_too_large",
             f"The upload is {declared} bytes; the limit is {limit}.",
@@ -99,29 +107,28 @@ async def speech_to_text(request: HttpRequest, language: str = ""):
     try:
         data, content_type, form_language = await asyncio.to_thread(_read_upload, request)
     except UploadTooLarge as exc:
-        return _error(request, 413, "upload_too_large", f"{exc}; the limit is {limit}.")
+        raise ApiError(413, "upload_too_large", f"{exc}; the limit is {limit}.") from exc
     if len(data) > limit:
-        return _error(request, 413, "upload_too_large", f"The upload is larger than {limit} bytes.")
+        raise ApiError(413, "upload_too_large", f"The upload is larger than {limit} bytes.")
     if not data:
-        return _error(
-            request,
+        raise ApiError(
             422,
             "no_audio",
             f"Send the audio as the body or as a multipart 'file': {INPUT_FORMATS_HELP}.",
         )
     language = language or form_language or "en"
     if problem := _bad_language(language):
-        return _error(request, 422, "validation_error", f"language: {problem}")
+        raise ApiError(422, "validation_error", f"language: {problem}", field="language")
     try:
         result = await asyncio.to_thread(
             transcribe_file, data, content_type=content_type, language=language
         )
     except AudioFormatError as exc:
-        return _error(request, 415, "unsupported_audio", str(exc))
+        raise ApiError(415, "unsupported_audio", str(exc)) from exc
     except AudioTooLong as exc:
-        return _error(request, 413, "audio_too_long", str(exc))
+        raise ApiError(413, "audio_too_long", str(exc)) from exc
     except SttUnavailable as exc:
-        return _error(request, 422, "language_unsupported", str(exc))
+        raise ApiError(422, "language_unsupported", str(exc), field="language") from exc
     return {
         "text": result.text,
         "language": language,
@@ -131,29 +138,41 @@ async def speech_to_text(request: HttpRequest, language: str = ""):
     }
 
 
-@router.post("/tts", summary="Speak text", response={200: None})
+@router.post("/tts", summary="Speak text", response={200: None, 503: ErrorOut})
 async def text_to_speech(request: HttpRequest, payload: TtsIn):
     if len(payload.text) > settings.TTS_MAX_CHARS:
-        return _error(
-            request,
+        raise ApiError(
             422,
             "text_too_long",
             f"The text has {len(payload.text)} characters; the limit is {settings.TTS_MAX_CHARS}.",
         )
     if not payload.text.strip():
-        return _error(request, 422, "validation_error", "text: Say something (the text is blank).")
+        raise ApiError(
+            422, "validation_error", "text: Say something (the text is blank).", field="text"
+        )
     if problem := _bad_language(payload.language):
-        return _error(request, 422, "validation_error", f"language: {problem}")
+        raise ApiError(422, "validation_error", f"language: {problem}", field="language")
+    if not any(
+        ENGINES[n].supports(payload.language) for n in chain_for(payload.language) if n in ENGINES
+    ):
+        raise ApiError(
+            422,
+            "language_unsupported",
+            f"No configured TTS engine speaks '{payload.language}'.",
+            field="language",
+        )
     try:
         voices = voice_map_for(payload.voice) if payload.voice else {}
     except UnknownVoice as exc:
-        return _error(request, 422, "unknown_voice", str(exc))
+        raise ApiError(422, "unknown_voice", str(exc), field="voice") from exc
     try:
         stream = await synthesize_with_fallback(
             payload.text, language=payload.language, voices=voices
         )
+    except NothingToSay as exc:
+        raise ApiError(422, "nothing_to_say", str(exc), field="text") from exc
     except TtsUnavailable as exc:
-        return _error(request, 503, "tts_unavailable", str(exc))
+        raise ApiError(503, "tts_unavailable", str(exc)) from exc
     body = await tts_body(stream, payload.format)
     response = (
         StreamingHttpResponse(body.chunks, content_type=body.content_type)

@@ -8,6 +8,7 @@ class AudioPipelineConfig(AppConfig):
     def ready(self) -> None:
         from realtime import readiness
 
+        from .stt import cache as speech_models
         from .stt.selection import readiness as stt_readiness
         from .tts.chain import readiness as tts_readiness
         from .turn import readiness as turn_readiness
@@ -15,3 +16,4 @@ class AudioPipelineConfig(AppConfig):
         readiness.register("stt", stt_readiness)
         readiness.register("tts", tts_readiness)
         readiness.register("turn", turn_readiness)
+        readiness.register("speech_models", speech_models.stats)

@@ -5,7 +5,9 @@
 arrived: a boundary is emitted only once the text after it cannot change the decision.
 
 - `?`, `!`, `…` end a sentence at once (no wait for the next token), unless a quote or bracket is
-  open, when closing quotes/brackets after them are kept with the sentence.
+  open, when closing quotes/brackets after them are kept with the sentence. A sentence end inside
+  quotes or brackets is no boundary when a lowercase word or `,;:` follows the closing mark
+  (`She said "Stop right there." before leaving.` is one piece).
 - `.` needs one more character: `3.14`, `voz.ai`, ellipses and closing quotes stay inside.
   Titles (Sr., Dra., Mr., Dr., …) never end a sentence; other abbreviations and initials (etc.,
   e.g., i.e., J.) end one only when the next word starts with a capital, `¿`, `¡` or a digit.
@@ -82,6 +84,8 @@ def _dot(text: str, dot: int, final: bool) -> int | None:
         return n if final else _NEED_MORE
     if not text[after].isspace():
         return after if text[after] in "¿¡" or text[after].isupper() else None
+    if after > end and _quote_open(text[:dot]):
+        return _after_quote(text, after, final)
     token = _token_before(text, dot)
     if not ellipsis and token in TITLES:
         return None
@@ -99,6 +103,16 @@ def _dot(text: str, dot: int, final: bool) -> int | None:
         return after
     head = text[following]
     return after if head.isupper() or head.isdigit() or head in STARTERS else None
+
+
+def _after_quote(text: str, end: int, final: bool) -> int | None:
+    """Boundary at `end`, after a sentence end inside quotes or brackets (`"Stop!"`), unless the
+    sentence goes on after them: `She said "Stop." before leaving.` is one spoken piece."""
+    following = _skip_space(text, end)
+    if following >= len(text):
+        return end if final else _NEED_MORE
+    head = text[following]
+    return None if head.islower() or head in ",;:" else end
 
 
 def _forced_cut(text: str, max_chars: int) -> int:
@@ -126,7 +140,11 @@ def next_boundary(text: str, *, final: bool, max_chars: int) -> int | None:
                 if not _quote_open(text[:i]):
                     return i + 1
                 end = _skip(text, i + 1, STRONG + "." + CLOSERS)
-                return end if end < n else (n if final else None)
+                decision = _after_quote(text, end, final)
+                if decision == _NEED_MORE:
+                    return None
+                if decision is not None:
+                    return decision
         elif ch == "." and _has_word(text[:i]):
             decision = _dot(text, i, final)
             if decision == _NEED_MORE:

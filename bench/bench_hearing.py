@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import websockets
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import prepare_database, server_env, start_daphne
+from bench.procs import API_KEY, FakeModel, prepare_database, server_env, start_daphne
 
 RATE = 16000
 FRAME = int(RATE * 0.04) * 2  # 40 ms
@@ -163,7 +162,8 @@ def report(name: str, results: list) -> None:
         print(
             f"  first audio after end of speech (client): median {statistics.median(firsts):.0f} ms"
         )
-    for key in ("stt_final_ms", "llm_first_token_ms", "first_sentence_ms", "first_audio_ms"):
+    keys = ("turn_end_ms", "stt_final_ms", "llm_first_token_ms", "first_sentence_ms")
+    for key in (*keys, "tts_first_audio_ms", "first_audio_ms"):
         values = [r[5].get(key) for r in results if r[5].get(key) is not None]
         if values:
             print(f"  {key:>20}: median {statistics.median(values):7.1f} ms (n={len(values)})")
@@ -181,9 +181,9 @@ def main() -> None:
     parser.add_argument("--stt", default="", help="STT_ENGINES for the server (default: its own)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
-    fake = FakeOpenAI().start()
-    fake.default_reply = Reply(REPLY, first_token_delay=0.3, token_delay=0.02)
     data = Path(tempfile.mkdtemp(prefix="voz-bench-hearing-"))
+    fake = FakeModel(data, ttft=0.3, tps=50)
+    fake.control(text=REPLY)
     extra = dict(item.split("=", 1) for item in args.env)
     if args.stt:
         extra["STT_ENGINES"] = args.stt
@@ -199,16 +199,17 @@ def main() -> None:
     )
     token = prepare_database(env)["token"]
     server = start_daphne(env)
+    url = f"ws://127.0.0.1:{server.port}"
     try:
         if args.language in ("en", "both"):
             report(
                 "English (Piper)",
-                asyncio.run(spoken_turns(server.ws, token, "nova", ENGLISH, piper_16k)),
+                asyncio.run(spoken_turns(url, token, "nova", ENGLISH, piper_16k)),
             )
         if args.language in ("es", "both"):
             report(
                 "Spanish (espeak-ng)",
-                asyncio.run(spoken_turns(server.ws, token, "rosa", SPANISH, espeak_16k)),
+                asyncio.run(spoken_turns(url, token, "rosa", SPANISH, espeak_16k)),
             )
     finally:
         server.stop()

@@ -8,8 +8,10 @@ Spanish) through the real prompt (`characters.prompt.build_prompt`) and the real
 seeds. Every reply is judged by the rules in bench/reply_rules.py. Timing: first token of the
 first turn after a cache reset ("cold": the whole system prompt is evaluated) and of later turns
 ("warm": llama.cpp reuses the evaluated prefix, as in a running conversation), and tokens/s
-after the first token. Without --model it compares the default model with SmolLM2-135M.
-The machine's load average is printed: figures from a busy machine are slower.
+after the first token. Without --model it compares the installed packaged models.
+The machine's load average is printed: on a busy machine wall-clock figures are slower, so the
+CPU time the process used is reported too ("cpu" columns: first-token CPU ms and tokens per
+CPU second), which is what one free core would give with --threads 1.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Figures:
     cold_ms: list[float] = field(default_factory=list)
     warm_ms: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
+    cpu_cold_ms: list[float] = field(default_factory=list)
+    cpu_warm_ms: list[float] = field(default_factory=list)
+    cpu_rates: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     load_s: float = 0.0
 
@@ -91,22 +96,38 @@ def prompt_for(instance: str, history: list[Turn], text: str, context: int) -> l
     return [ChatMessage(m["role"], m["content"]) for m in prompt.messages]
 
 
-async def one_reply(
-    engine: LocalEngine, messages: list[ChatMessage], temperature: float
-) -> tuple[str, float, float, int, bool]:
+@dataclass
+class Reply:
+    text: str
+    first_ms: float  # Wall clock to the first token.
+    rate: float  # Tokens/s after the first (wall clock).
+    cpu_first_ms: float  # Process CPU time to the first token.
+    cpu_rate: float  # Tokens per CPU second after the first.
+    tokens: int
+    cut: bool  # Ended by the token cap.
+
+
+async def one_reply(engine: LocalEngine, messages: list[ChatMessage], temperature: float) -> Reply:
     stream = engine.stream(messages, temperature=temperature)
-    started = time.perf_counter()
-    first = None
+    started, cpu_started = time.perf_counter(), time.process_time()
+    first = cpu_first = None
     async for _delta in stream:
         if first is None:
-            first = time.perf_counter() - started
-    total = time.perf_counter() - started
+            first, cpu_first = time.perf_counter() - started, time.process_time() - cpu_started
+    total, cpu_total = time.perf_counter() - started, time.process_time() - cpu_started
+    first, cpu_first = first or total, cpu_first or cpu_total
     result = stream.result
     tokens = result.completion_tokens if result else 0
-    after = max(total - (first or 0.0), 1e-9)
-    rate = (tokens - 1) / after if tokens > 1 else 0.0
-    cut = bool(result and result.finish_reason == "length")
-    return stream.text, (first or total) * 1000, rate, tokens, cut
+    more = max(tokens - 1, 0)
+    return Reply(
+        text=stream.text,
+        first_ms=first * 1000,
+        rate=more / max(total - first, 1e-9),
+        cpu_first_ms=cpu_first * 1000,
+        cpu_rate=more / max(cpu_total - cpu_first, 1e-9),
+        tokens=tokens,
+        cut=bool(result and result.finish_reason == "length"),
+    )
 
 
 async def run_model(path: Path, samples: int, temperature: float, threads: int) -> Figures:
@@ -127,13 +148,17 @@ async def run_model(path: Path, samples: int, temperature: float, threads: int) 
             history: list[Turn] = []
             for index, case in enumerate(cases):
                 messages = prompt_for(instance, history, case.text, engine.n_ctx)
-                text, first_ms, rate, tokens, cut = await one_reply(engine, messages, temperature)
-                (figures.cold_ms if index == 0 else figures.warm_ms).append(first_ms)
-                if tokens > 1:
-                    figures.rates.append(rate)
-                figures.tokens.append(tokens)
-                figures.replies.append((case, text, judge(text, case, cut=cut)))
-                history += [Turn("user", case.text), Turn("assistant", text)]
+                reply = await one_reply(engine, messages, temperature)
+                (figures.cold_ms if index == 0 else figures.warm_ms).append(reply.first_ms)
+                cpu = figures.cpu_cold_ms if index == 0 else figures.cpu_warm_ms
+                cpu.append(reply.cpu_first_ms)
+                if reply.tokens > 2:
+                    figures.rates.append(reply.rate)
+                    figures.cpu_rates.append(reply.cpu_rate)
+                figures.tokens.append(reply.tokens)
+                verdict = judge(reply.text, case, cut=reply.cut, source=messages[0].content)
+                figures.replies.append((case, reply.text, verdict))
+                history += [Turn("user", case.text), Turn("assistant", reply.text)]
     return figures
 
 
@@ -144,6 +169,7 @@ def median(values: list[float]) -> float:
 def print_table(results: dict[str, Figures]) -> None:
     rules = list(RULES)
     header = ["model", "lang", "n", *rules, "all", "load s", "cold ms", "warm ms", "tok/s"]
+    header += ["cpu cold ms", "cpu warm ms", "tok/cpu-s", "tokens"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for name, figures in results.items():
@@ -157,6 +183,10 @@ def print_table(results: dict[str, Figures]) -> None:
                 f"{median(figures.cold_ms):.0f}",
                 f"{median(figures.warm_ms):.0f}",
                 f"{median(figures.rates):.1f}",
+                f"{median(figures.cpu_cold_ms):.0f}",
+                f"{median(figures.cpu_warm_ms):.0f}",
+                f"{median(figures.cpu_rates):.1f}",
+                f"{median([float(t) for t in figures.tokens]):.0f}",
             ]
             print(" | ".join(cells))
 

@@ -5,7 +5,7 @@
   final came, plus the time that frame took to process (audio arrives at real-time pace, so audio
   seconds are wall seconds);
 - model time to the first chunk: the raw `openai` client against the same model, until the
-  project's sentence splitter yields its first chunk;
+  pipeline's own splitter (voice.engines.sentence_splitter) yields its first chunk;
 - synthesis time of that chunk: the same TTS chain and output encoding the server uses.
 
 Overhead = measured first audio ÷ (endpoint + model + synthesis). Runs in the bench process with
@@ -64,12 +64,12 @@ async def model_first_chunk(base_url: str, api_key: str, runs: int) -> dict:
     """Seconds to the first chunk the splitter yields, and that chunk, raw client, `runs` times."""
     from openai import AsyncOpenAI
 
-    from audio_pipeline.sentences import SentenceSplitter
+    from voice.engines import sentence_splitter  # The splitter the pipeline uses.
 
     client = AsyncOpenAI(base_url=base_url, api_key=api_key)
     times, chunk = [], ""
     for _ in range(runs):
-        splitter = SentenceSplitter()
+        splitter = sentence_splitter()
         started = time.perf_counter()
         stream = await client.chat.completions.create(
             model="fake", messages=[{"role": "user", "content": "Hello."}], stream=True

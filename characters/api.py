@@ -8,8 +8,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Path, Query, Router, Schema, Status
+from ninja.pagination import paginate
+
+from realtime.errors import ErrorOut
+from realtime.pagination import LimitOffset
 
 from . import selectors, services
 from .models import Character, Conversation
@@ -28,6 +31,7 @@ from .schemas import (
 )
 
 router = Router(tags=["characters"])
+MAX_ID = 2**63 - 1  # Database integer ids; larger ones cannot exist (and overflow SQLite).
 
 
 class CharacterFilters(Schema):
@@ -62,7 +66,7 @@ def _own_character(request: HttpRequest, character_id: UUID) -> Character:
 
 
 @router.get("/characters", response=list[CharacterOut])
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def list_characters(request: HttpRequest, filters: Query[CharacterFilters]):
     return selectors.character_list(user=request.auth, language=filters.language, q=filters.q)
 
@@ -81,11 +85,11 @@ def get_character(request: HttpRequest, character_id: UUID):
 @router.patch("/characters/{character_id}", response=CharacterOut)
 def update_character(request: HttpRequest, character_id: UUID, payload: CharacterPatch):
     character = _own_character(request, character_id)
-    services.character_update(character=character, **payload.dict(exclude_unset=True))
+    services.character_update(character=character, **payload.changes())
     return _own_character(request, character_id)
 
 
-@router.delete("/characters/{character_id}", response={204: None})
+@router.delete("/characters/{character_id}", response={204: None, 409: ErrorOut})
 def delete_character(request: HttpRequest, character_id: UUID):
     services.character_delete(character=_own_character(request, character_id))
     return Status(204, None)
@@ -95,14 +99,14 @@ def delete_character(request: HttpRequest, character_id: UUID):
 
 
 @router.get("/instances", response=list[InstanceOut])
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def list_instances(request: HttpRequest, filters: Query[InstanceFilters]):
     return selectors.instance_list(
         user=request.auth, character_id=filters.character_id, q=filters.q
     )
 
 
-@router.post("/instances", response={201: InstanceOut})
+@router.post("/instances", response={201: InstanceOut, 409: ErrorOut})
 def create_instance(request: HttpRequest, payload: InstanceIn):
     character = _own_character(request, payload.character_id)
     instance = services.instance_create(
@@ -121,7 +125,7 @@ def get_instance(request: HttpRequest, instance_id: UUID):
     return selectors.instance_get(user=request.auth, instance_id=instance_id)
 
 
-@router.patch("/instances/{instance_id}", response=InstanceOut)
+@router.patch("/instances/{instance_id}", response={200: InstanceOut, 409: ErrorOut})
 def update_instance(request: HttpRequest, instance_id: UUID, payload: InstancePatch):
     instance = selectors.instance_get(user=request.auth, instance_id=instance_id)
     changes = payload.dict(exclude_unset=True)
@@ -163,14 +167,16 @@ def update_memory(request: HttpRequest, instance_id: UUID, payload: MemoryIn):
 
 
 @router.get("/instances/{instance_id}/memory/revisions", response=list[MemoryRevisionOut])
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def list_memory_revisions(request: HttpRequest, instance_id: UUID):
     instance = selectors.instance_get(user=request.auth, instance_id=instance_id)
     return selectors.memory_revision_list(instance=instance)
 
 
 @router.post("/instances/{instance_id}/memory/revisions/{revision_id}/restore", response=MemoryOut)
-def restore_memory_revision(request: HttpRequest, instance_id: UUID, revision_id: int):
+def restore_memory_revision(
+    request: HttpRequest, instance_id: UUID, revision_id: int = Path(..., ge=1, le=MAX_ID)
+):
     instance = selectors.instance_get(user=request.auth, instance_id=instance_id)
     revision = selectors.memory_revision_list(instance=instance).get(pk=revision_id)
     services.memory_restore(instance=instance, revision=revision, author=request.auth)
@@ -181,7 +187,7 @@ def restore_memory_revision(request: HttpRequest, instance_id: UUID, revision_id
 
 
 @router.get("/conversations", response=list[ConversationOut], tags=["conversations"])
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def list_conversations(request: HttpRequest, filters: Query[ConversationFilters]):
     return selectors.conversation_list(user=request.auth, instance_id=filters.instance_id)
 
@@ -207,7 +213,7 @@ def reopen_conversation(request: HttpRequest, conversation_id: UUID):
 @router.get(
     "/conversations/{conversation_id}/messages", response=list[MessageOut], tags=["conversations"]
 )
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def list_messages(request: HttpRequest, conversation_id: UUID):
     conversation = selectors.conversation_get(user=request.auth, conversation_id=conversation_id)
     return selectors.message_list(conversation=conversation)

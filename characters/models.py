@@ -8,7 +8,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models.functions import Lower
+
+from realtime.text_safety import validate_safe_text
+
+from .names import name_key, normalize_name
 
 LANGUAGE_VALIDATOR = RegexValidator(
     r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a language tag such as 'es', 'en' or 'es-MX'."
@@ -40,6 +43,7 @@ def validate_voices(value: object) -> None:
         isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in value.items()
     ):
         raise ValidationError("Voices map an engine name to a voice name, e.g. {'edge': '…'}.")
+    validate_safe_text(value)
 
 
 class TimestampedModel(models.Model):
@@ -57,12 +61,14 @@ class Character(TimestampedModel):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="characters"
     )
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_safe_text])
+    name_key = models.CharField(max_length=300, editable=False, default="", db_index=True)
     description = models.TextField(
-        validators=[validate_description_length], help_text="The character's personality."
+        validators=[validate_description_length, validate_safe_text],
+        help_text="The character's personality.",
     )
     language = models.CharField(max_length=20, default="en", validators=[LANGUAGE_VALIDATOR])
-    greeting = models.TextField(blank=True, max_length=1000)
+    greeting = models.TextField(blank=True, max_length=1000, validators=[validate_safe_text])
     voices = models.JSONField(
         default=dict,
         blank=True,
@@ -72,6 +78,7 @@ class Character(TimestampedModel):
     model_name = models.CharField(
         max_length=200,
         blank=True,
+        validators=[validate_safe_text],
         help_text="Chat model for this character; blank uses the default.",
     )
     temperature = models.FloatField(
@@ -88,6 +95,19 @@ class Character(TimestampedModel):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        self.name_key = name_key(self.name)  # Derived: search by name folds every letter.
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.name_key = name_key(self.name)
+
+
+class InstanceQuerySet(models.QuerySet):
+    def named(self, name: str) -> InstanceQuerySet:
+        """Instances whose name equals `name`, ignoring case and Unicode form (names.name_key)."""
+        return self.filter(name_key=name_key(name))
+
 
 class CharacterInstance(TimestampedModel):
     """A variation of a character with its own unique name and its own memory."""
@@ -100,17 +120,36 @@ class CharacterInstance(TimestampedModel):
     # instance's memory is never lost as a side effect.
     character = models.ForeignKey(Character, on_delete=models.PROTECT, related_name="instances")
     name = models.CharField(max_length=64, validators=[INSTANCE_NAME_VALIDATOR])
-    memory = models.TextField(blank=True, default="", validators=[validate_memory_length])
+    # Unique: names are unique across all owners for every letter and Unicode form.
+    name_key = models.CharField(max_length=200, editable=False, default="")
+    memory = models.TextField(
+        blank=True, default="", validators=[validate_memory_length, validate_safe_text]
+    )
+
+    objects = InstanceQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), name="unique_instance_name_ci"),
+            models.UniqueConstraint(
+                fields=["name_key"],
+                name="unique_instance_name_key",
+                violation_error_message="That instance name is already taken.",
+            ),
         ]
         verbose_name = "instance"
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self.name = normalize_name(self.name)
+        self.name_key = name_key(self.name)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.name = normalize_name(self.name)
+        self.name_key = name_key(self.name)
 
 
 class MemoryRevision(models.Model):

@@ -9,29 +9,44 @@ from ninja import Schema
 from pydantic import Field
 
 NAME = Field(min_length=1, max_length=100)
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"  # As characters.models.LANGUAGE_VALIDATOR.
 INSTANCE_NAME = Field(min_length=1, max_length=64, examples=["luna"])
 
 
 class CharacterIn(Schema):
     name: str = NAME
     description: str = Field(min_length=1, description="The character's personality.")
-    language: str = Field("en", min_length=2, max_length=20, examples=["es", "en"])
+    language: str = Field(
+        "en", min_length=2, max_length=20, pattern=LANGUAGE_PATTERN, examples=["es", "en"]
+    )
     greeting: str = Field("", max_length=1000)
     voices: dict[str, str] = Field(default_factory=dict, examples=[{"edge": "es-ES-AlvaroNeural"}])
     model_name: str = Field("", max_length=200)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True)
+    max_tokens: int | None = Field(None, ge=1, le=8192, strict=True)
 
 
 class CharacterPatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, min_length=1)
-    language: str | None = Field(None, min_length=2, max_length=20)
+    """Fields sent are changed; fields left out are kept. `null` resets a field that has a
+    default (`greeting`, `model_name` → "", `voices` → {}, `temperature`, `max_tokens` → the
+    server default); `name`, `description` and `language` cannot be null."""
+
+    name: str = Field(None, min_length=1, max_length=100)
+    description: str = Field(None, min_length=1)
+    language: str = Field(None, min_length=2, max_length=20, pattern=LANGUAGE_PATTERN)
     greeting: str | None = Field(None, max_length=1000)
     voices: dict[str, str] | None = None
     model_name: str | None = Field(None, max_length=200)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True)
+    max_tokens: int | None = Field(None, ge=1, le=8192, strict=True)
+
+    def changes(self) -> dict:
+        """The fields sent, with `null` turned into the field's default."""
+        resets = {"greeting": "", "model_name": "", "voices": {}}
+        return {
+            name: resets.get(name) if value is None else value
+            for name, value in self.dict(exclude_unset=True).items()
+        }
 
 
 class CharacterOut(Schema):
@@ -57,9 +72,11 @@ class InstanceIn(Schema):
 
 
 class InstancePatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    character_id: UUID | None = None
-    memory: str | None = None
+    """Fields sent are changed; none of them may be null."""
+
+    name: str = Field(None, min_length=1, max_length=64)
+    character_id: UUID = None
+    memory: str = None
 
 
 class InstanceOut(Schema):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from .models import Character, CharacterInstance, Conversation, MemoryRevision, Message
+from .names import name_key
 
 
 def _scoped(queryset: QuerySet, user: AbstractBaseUser) -> QuerySet:
@@ -18,7 +20,7 @@ def character_list(*, user: AbstractBaseUser, language: str = "", q: str = "") -
     if language:
         qs = qs.filter(language__iexact=language)
     if q:
-        qs = qs.filter(name__icontains=q)
+        qs = qs.filter(name_key__contains=name_key(q))
     return qs
 
 
@@ -34,7 +36,7 @@ def instance_list(
     if character_id:
         qs = qs.filter(character_id=character_id)
     if q:
-        qs = qs.filter(name__icontains=q)
+        qs = qs.filter(name_key__contains=name_key(q))
     return qs
 
 
@@ -43,12 +45,12 @@ def instance_get(*, user: AbstractBaseUser, instance_id) -> CharacterInstance:
 
 
 def instance_get_by_name(*, user: AbstractBaseUser, name: str) -> CharacterInstance:
-    return instance_list(user=user).get(name__iexact=name)
+    return instance_list(user=user).named(name).get()
 
 
 def instance_find_by_name(*, user: AbstractBaseUser, name: str) -> CharacterInstance | None:
     """The caller's instance of that name (with its character loaded), or None."""
-    return instance_list(user=user).filter(name__iexact=name).first()
+    return instance_list(user=user).named(name).first()
 
 
 def memory_revision_list(*, instance: CharacterInstance) -> QuerySet[MemoryRevision]:
@@ -79,6 +81,20 @@ def conversation_list(*, user: AbstractBaseUser, instance_id=None) -> QuerySet[C
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id) -> Conversation:
     return conversation_list(user=user).get(pk=conversation_id)
+
+
+def conversation_for_reply(
+    *, user: AbstractBaseUser, instance: CharacterInstance, conversation_id
+) -> Conversation | None:
+    """The caller's own open conversation with `instance`, or None. A conversation is continued
+    only by its owner, staff included (staff may read any conversation and observe any
+    instance, but replies are stored in the owner's name, so they cannot speak in it)."""
+    try:
+        return Conversation.objects.filter(
+            pk=conversation_id, owner=user, instance=instance, ended_at__isnull=True
+        ).first()
+    except (ValidationError, ValueError):  # Not a UUID.
+        return None
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:

@@ -10,6 +10,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from .models import Character, CharacterInstance, Conversation, MemoryRevision
+from .names import normalize_name
 
 CHARACTER_FIELDS = {
     "name",
@@ -24,7 +25,7 @@ CHARACTER_FIELDS = {
 
 
 class NameTaken(Exception):
-    """An instance name is already in use (names are unique, case-insensitively)."""
+    """An instance name is already in use (unique ignoring case and Unicode form: names.py)."""
 
 
 class InUse(Exception):
@@ -55,7 +56,7 @@ def character_delete(*, character: Character) -> None:
 
 
 def _name_is_taken(name: str, exclude_pk=None) -> bool:
-    qs = CharacterInstance.objects.filter(name__iexact=name)
+    qs = CharacterInstance.objects.named(name)
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
     return qs.exists()
@@ -64,6 +65,7 @@ def _name_is_taken(name: str, exclude_pk=None) -> bool:
 def instance_create(
     *, owner: AbstractBaseUser, character: Character, name: str, memory: str = ""
 ) -> CharacterInstance:
+    name = normalize_name(name)
     instance = CharacterInstance(owner=owner, character=character, name=name, memory=memory)
     instance.full_clean(validate_constraints=False)
     if _name_is_taken(name):
@@ -86,6 +88,7 @@ def instance_update(
     source: str = MemoryRevision.Source.API,
 ) -> CharacterInstance:
     if name is not None:
+        name = normalize_name(name)
         if _name_is_taken(name, exclude_pk=instance.pk):
             raise NameTaken(f"The instance name {name!r} is already taken.")
         instance.name = name

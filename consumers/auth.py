@@ -1,7 +1,9 @@
 """WebSocket doors: an origin check and authentication (session cookie or API token).
 
-- A browser always sends `Origin`; it must name one of ALLOWED_HOSTS (or WS_ALLOWED_ORIGINS),
-  else the handshake is refused.
+- A browser always sends `Origin`; its scheme, host and port must be the page's own origin (the
+  handshake's `Host`, when that host is in ALLOWED_HOSTS, with `http` for ws:// and `https` for
+  wss://) or one listed in WS_ALLOWED_ORIGINS / CSRF_TRUSTED_ORIGINS; else the handshake is
+  refused with close code 4403.
 - Native clients (games, kiosks) often send no `Origin`; they are let through the origin check
   but may authenticate only with a token, never with a cookie (no cookie riding without Origin).
 - A token arrives as `?token=...` or as the subprotocol `bearer.<token>` (then the client should
@@ -10,21 +12,23 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.http.request import is_same_domain, split_domain_port
+from django.http.request import validate_host
 
-from accounts.services import token_authenticate
+from accounts.services import token_check
 
 SUBPROTOCOL = "voz.v1"
 BEARER_PREFIX = "bearer."
+CLOSE_FORBIDDEN_ORIGIN = 4403
+DEFAULT_PORTS = {"http": 80, "https": 443}
+EDGE_KEY = "voz.edge"  # consumers.edge puts its per-socket state here.
 
 
 def header(scope: dict, name: bytes) -> str | None:
@@ -34,16 +38,54 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-def origin_allowed(origin: str) -> bool:
-    parsed = urlparse(origin)
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+def normalized_origin(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin, default ports filled in; None when it is not one."""
+    try:
+        parsed = urlsplit(origin.strip())
+        port = parsed.port
+    except ValueError:
+        return None
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+        return None
+    return parsed.scheme, parsed.hostname.lower(), port or DEFAULT_PORTS[parsed.scheme]
+
+
+def own_origin(scope: dict) -> tuple[str, str, int] | None:
+    """The origin of a page served by this server for this handshake: its `Host`, with
+    `https` when the socket is wss:// (or a trusted proxy says so), else `http`."""
+    host = header(scope, b"host")
+    if not host:
+        return None
+    own = normalized_origin(f"{_page_scheme(scope)}://{host}")
+    if own is None or not validate_host(_bracketed(own[1]), settings.ALLOWED_HOSTS):
+        return None
+    return own
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _page_scheme(scope: dict) -> str:
+    if scope.get("scheme") == "wss":
+        return "https"
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name = proxy[0].removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
+        if header(scope, name) == proxy[1]:
+            return "https"
+    return "http"
+
+
+def origin_allowed(origin: str, scope: dict | None = None) -> bool:
+    """Scheme, host and port must match the page's own origin or a configured one exactly."""
+    wanted = normalized_origin(origin)
+    if wanted is None:
         return False
-    explicit = getattr(settings, "WS_ALLOWED_ORIGINS", [])
-    if origin.rstrip("/") in explicit:
+    configured = [*settings.WS_ALLOWED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS]
+    if any(normalized_origin(item) == wanted for item in configured):
         return True
-    host, _port = split_domain_port(parsed.netloc)
-    hosts = ["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else settings.ALLOWED_HOSTS
-    return any(pattern == "*" or is_same_domain(host, pattern) for pattern in hosts)
+    return scope is not None and own_origin(scope) == wanted
 
 
 def token_from_scope(scope: dict) -> str | None:
@@ -69,14 +111,17 @@ def accepted_subprotocol(scope: dict) -> str | None:
 
 
 class WebSocketOriginValidator(BaseMiddleware):
-    """Refuse a handshake whose Origin is not ours; let Origin-less native clients through."""
+    """Refuse a handshake whose Origin is not ours (4403); let Origin-less native clients in."""
 
     async def __call__(self, scope, receive, send):
         origin = header(scope, b"origin")
         scope["origin"] = origin
-        if origin is not None and not origin_allowed(origin):
-            denier = WebsocketDenier()
-            return await denier(scope, receive, send)
+        if origin is not None and not origin_allowed(origin, scope):
+            while (await receive())["type"] != "websocket.connect":
+                pass
+            # Closed before accept: consumers.edge turns this into an error event and the code.
+            await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN_ORIGIN})
+            return None
         return await self.inner(scope, receive, send)
 
 
@@ -85,17 +130,17 @@ class _TokenOrSessionAuth(AuthMiddleware):
         token = token_from_scope(scope)
         if token:
             scope["auth_method"] = "token"
-            scope["user"]._wrapped = await database_sync_to_async(_user_for_token)(token)
+            found = await database_sync_to_async(token_check)(token)
+            scope["auth_token_id"] = found.pk if found else None
+            scope["user"]._wrapped = found.user if found else AnonymousUser()
         elif scope.get("origin"):
             scope["auth_method"] = "session"
             await super().resolve_scope(scope)
         else:
             scope["auth_method"] = None
             scope["user"]._wrapped = AnonymousUser()
-
-
-def _user_for_token(token: str):
-    return token_authenticate(token) or AnonymousUser()
+        if (edge := scope.get(EDGE_KEY)) is not None:
+            edge.auth_scope = scope  # Middlewares copy the scope; the edge re-checks this one.
 
 
 def WebSocketAuthMiddleware(inner):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from characters import selectors
 from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.json_socket import JsonSocketConsumer
 from voice import observe
 from voice.protocol import CLOSE_UNAUTHORIZED
 
 CLOSE_NOT_FOUND = 4404
 
 
-class ObserveConsumer(AsyncJsonWebsocketConsumer):
+class ObserveConsumer(JsonSocketConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
@@ -37,6 +37,8 @@ class ObserveConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+        else:
+            await self.send_error("unknown_type", "Observers only send ping.")
 
     async def observe_event(self, message: dict) -> None:
         await self.send_json(message["event"])

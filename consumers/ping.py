@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
 from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.json_socket import JsonSocketConsumer
 from realtime.channel_layer import NO_CHANNEL_LAYER
 from voice.protocol import CLOSE_UNAUTHORIZED
 
 
-class PingConsumer(AsyncJsonWebsocketConsumer):
+class PingConsumer(JsonSocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER  # Needs no channel: a Redis outage cannot close it.
 
     async def connect(self) -> None:

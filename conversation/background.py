@@ -52,6 +52,12 @@ def run_in_background(coro: Coroutine, *, what: str = "conversation work") -> No
     task.add_done_callback(_background.discard)
 
 
+def track(task: asyncio.Task) -> None:
+    """Count `task` as background work (`wait_background` waits for it)."""
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 async def wait_background() -> None:
     """Wait for scheduled background work (folding, consolidations); for tests and shutdown."""
     while _background:
@@ -126,3 +132,24 @@ async def _lifespan(app: Asgi, scope: dict, receive, send) -> None:
             await wait_background()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def complete_despite_cancel(task: asyncio.Future) -> Any:
+    """Await `task` to its end even if the caller is cancelled meanwhile; then re-raise the
+    cancel. The task's own errors propagate."""
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            if task.done():
+                cancelled = True
+                result = task.result()
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

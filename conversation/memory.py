@@ -109,7 +109,7 @@ async def memory_consolidate(
                 result.conversations += 1
                 result.revision_id = revision_id or result.revision_id
         finally:
-            await publisher.close()
+            publisher.close()
         result.memory = (await sync_to_async(instance_load)(instance_id)).memory
         return result
 

@@ -5,8 +5,8 @@ consolidation publish their own events here, so an observer sees every one of th
 shapes are in docs/protocol.md ("Observing an instance").
 
 Publishing never slows or fails the work it reports: events go through a per-source queue that
-one task drains in order; if the channel layer fails, the rest of that source's events are
-dropped with one warning.
+one task drains in order, also after the source is done; if the channel layer fails or hangs
+(PUBLISH_SECONDS), the rest of that source's events are dropped with one warning.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from .background import track
+
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 2.0
+PUBLISH_SECONDS = 2.0
 
 
 def group_for(instance_id: Any) -> str:
@@ -52,19 +54,19 @@ class Publisher:
             self._task = asyncio.get_running_loop().create_task(self._drain())
         self._queue.put_nowait({**event, **self.extra})
 
-    async def close(self) -> None:
-        """Send what is queued (waiting at most FLUSH_SECONDS), then stop."""
+    def close(self) -> None:
+        """No more events: what is queued is still sent, in the background (each send bounded by
+        PUBLISH_SECONDS); `background.wait_background()` waits for it."""
         if self._task is None:
             return
         self._queue.put_nowait(None)
-        await asyncio.wait({self._task}, timeout=FLUSH_SECONDS)
-        if not self._task.done():
-            self._task.cancel()
+        track(self._task)
 
     async def _drain(self) -> None:
         while (event := await self._queue.get()) is not None:
             try:
-                await publish(self.instance_id, event)
+                async with asyncio.timeout(PUBLISH_SECONDS):
+                    await publish(self.instance_id, event)
             except Exception as exc:
                 logger.warning("Observer events dropped: %s: %s", type(exc).__name__, exc)
                 self.enabled = False

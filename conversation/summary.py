@@ -1,4 +1,4 @@
-"""Summary folding: the model rewrites a conversation's rolling summary to cover its oldest turns.
+"""The reply's prompt plan, and summary folding: the model rewrites a conversation's rolling summary to cover its oldest turns.
 
 It runs after a turn, in the background (never on the reply's critical path): when the history
 would no longer fit the next prompt (with room for a new message of the same size as this one),
@@ -19,7 +19,13 @@ from django.conf import settings
 from django.db import transaction
 
 from characters.prompt import Turn as PromptTurn
-from characters.prompt import build_prompt, clip, message_tokens, summary_messages
+from characters.prompt import (
+    build_prompt,
+    clip,
+    context_window,
+    message_tokens,
+    summary_messages,
+)
 from characters.tokens import count_tokens
 
 from .background import keyed_lock
@@ -37,6 +43,60 @@ def token_counter(engine: LlmEngine):
     if engine.name == "openai":
         return count_tokens
     return lambda text: int(count_tokens(text) * 1.3) + 1
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """The prompt of one reply and what the engine call needs."""
+
+    messages: list[ChatMessage]
+    prompt_tokens: int
+    model: str
+    max_tokens: int
+    temperature: float | None
+    context_tokens: int
+    needs_fold: bool  # The next turn would overflow: fold after this one.
+
+
+async def plan_reply(
+    engine: LlmEngine, instance: Any, conversation_id: Any, user_message_id: Any, text: str
+) -> ReplyPlan:
+    """Build the reply's prompt from the stored history (never folding: that runs after the
+    turn). `instance` comes with its character loaded. Raises `PromptTooLong`."""
+    character = instance.character
+    model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
+    max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
+    context = context_window(
+        model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(model) or 0
+    )
+    summary, _, history = await sync_to_async(history_load)(
+        conversation_id, exclude_id=user_message_id
+    )
+    counter = token_counter(engine)
+    prompt = build_prompt(
+        description=character.description,
+        character_name=character.name,
+        instance_name=instance.name,
+        language=character.language,
+        memory=instance.memory,
+        summary=summary,
+        history=history,
+        user_text=text,
+        context_tokens=context,
+        reply_tokens=max_tokens,
+        count=counter,
+    )
+    # Will the next turn (a message this size, a full reply) still fit? If not, fold after.
+    next_cost = message_tokens(text, counter) + max_tokens
+    return ReplyPlan(
+        messages=[ChatMessage(m["role"], m["content"]) for m in prompt.messages],
+        prompt_tokens=prompt.tokens,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=character.temperature,
+        context_tokens=context,
+        needs_fold=prompt.overflow > 0 or prompt.tokens + next_cost > prompt.budget,
+    )
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,15 @@ Rules (docs/conversation.md#turns):
   cannot be stored sets `turn.error` to `ReplyNotStored` (never lost silently).
 - Observers of the instance (/ws/observe/) get transcript.final, response.started,
   response.text.delta and response.done from here (conversation.observe).
+
+Over 300 lines on purpose: enter, deltas and exit stay in one class so that the cancellation
+rules can be read (and checked against tests/conversation/test_turn_cancellation.py) in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -37,15 +41,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.utils import timezone
 
-from characters.models import CharacterInstance, Conversation, Message
-from characters.prompt import PromptTooLong, build_prompt, context_window, message_tokens
+from characters.models import CharacterInstance
+from characters.prompt import PromptTooLong
 from characters.tokens import count_tokens
 
-from .background import run_in_background
-from .engines import ChatMessage, LlmEngine, LlmError, LlmStream, get_engine
+from . import records
+from .background import complete_despite_cancel, run_in_background
+from .engines import LlmEngine, LlmError, LlmStream, get_engine
 from .errors import (
     ConversationEnded,
     ConversationNotFound,
@@ -56,9 +59,10 @@ from .errors import (
     TurnError,
 )
 from .observe import Publisher
-from .retry import TRANSIENT, with_db_retry
-from .selectors import history_load
-from .summary import FoldPlan, summary_fold, token_counter
+from .retry import TRANSIENT
+from .summary import FoldPlan, ReplyPlan, plan_reply, summary_fold, token_counter
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ConversationEnded",
@@ -93,7 +97,7 @@ async def conversation_open(
     """The id of a new conversation (`conversation_id` None) or of `conversation_id` checked:
     it must be the user's, on this instance, and not ended. Raises `ConversationNotFound`,
     `ConversationEnded`."""
-    conversation = await sync_to_async(_conversation_open)(
+    conversation = await sync_to_async(records.conversation_open)(
         instance.pk, user, conversation_id, channel, lock=False
     )
     return conversation.pk
@@ -156,11 +160,7 @@ class ReplyTurn:
         self.prompt_tokens = 0
         self._requested = requested_conversation_id
         self._engine = engine
-        self._messages: list[ChatMessage] = []
-        self._max_tokens = 0
-        self._temperature: float | None = None
-        self._context = 0
-        self._needs_fold = False
+        self.plan: ReplyPlan | None = None
         self._llm: LlmStream | None = None
         self._heard: str | None = None
         self._completed = False
@@ -193,10 +193,10 @@ class ReplyTurn:
         if self.error is not None:
             return
         self._llm = self._engine.stream(
-            self._messages,
-            model=self.model,
-            temperature=self._temperature,
-            max_tokens=self._max_tokens,
+            self.plan.messages,
+            model=self.plan.model,
+            temperature=self.plan.temperature,
+            max_tokens=self.plan.max_tokens,
         )
         stall = settings.LLM_TOKEN_TIMEOUT
         started = False
@@ -236,7 +236,7 @@ class ReplyTurn:
         self._engine = self._engine or get_engine()
         store = asyncio.ensure_future(self._store_user(text))
         try:
-            await _complete(store)
+            await complete_despite_cancel(store)
         except asyncio.CancelledError:
             if self.user_message_id is not None:
                 await self._exit(cancelled=True)
@@ -250,7 +250,13 @@ class ReplyTurn:
             }
         )
         try:
-            await self._prepare(text)
+            self.plan = await plan_reply(
+                self._engine, self.instance, self.conversation_id, self.user_message_id, text
+            )
+            self.model = self.plan.model
+            self.prompt_tokens = self.plan.prompt_tokens
+        except PromptTooLong as exc:
+            self.error = LlmPromptTooLong(str(exc))
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -260,7 +266,7 @@ class ReplyTurn:
 
     async def _store_user(self, text: str) -> None:
         try:
-            conversation, message = await sync_to_async(_user_message_store)(
+            conversation, message = await sync_to_async(records.user_message_store)(
                 self.instance.pk, self.user, text, self._requested, self.channel
             )
         except TRANSIENT as exc:
@@ -270,44 +276,6 @@ class ReplyTurn:
         self.conversation_id = conversation.pk
         self.user_message_id = message.pk
         self.instance = conversation.instance  # Reloaded with its character, off the loop.
-
-    async def _prepare(self, text: str) -> None:
-        engine = self._engine
-        character = self.instance.character
-        self.model = (
-            character.model_name if engine.name == "openai" else ""
-        ) or engine.default_model()
-        self._max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
-        self._temperature = character.temperature
-        self._context = context_window(
-            self.model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(self.model) or 0
-        )
-        summary, _, history = await sync_to_async(history_load)(
-            self.conversation_id, exclude_id=self.user_message_id
-        )
-        counter = token_counter(engine)
-        try:
-            prompt = build_prompt(
-                description=character.description,
-                character_name=character.name,
-                instance_name=self.instance.name,
-                language=character.language,
-                memory=self.instance.memory,
-                summary=summary,
-                history=history,
-                user_text=text,
-                context_tokens=self._context,
-                reply_tokens=self._max_tokens,
-                count=counter,
-            )
-        except PromptTooLong as exc:
-            self.error = LlmPromptTooLong(str(exc))
-            return
-        self._messages = [ChatMessage(m["role"], m["content"]) for m in prompt.messages]
-        self.prompt_tokens = prompt.tokens
-        # Will the next turn (a message this size, a full reply) still fit? If not, fold after.
-        next_cost = message_tokens(text, counter) + self._max_tokens
-        self._needs_fold = prompt.overflow > 0 or prompt.tokens + next_cost > prompt.budget
 
     # Exit -----------------------------------------------------------------------------------
 
@@ -328,7 +296,7 @@ class ReplyTurn:
         if self._exited:
             return
         self._exited = True
-        await _complete(asyncio.ensure_future(self._finish(cancelled)))
+        await complete_despite_cancel(asyncio.ensure_future(self._finish(cancelled)))
 
     async def _finish(self, cancelled: bool) -> None:
         if self._llm is not None and not self._completed:
@@ -342,10 +310,12 @@ class ReplyTurn:
         if len(text.strip()) < len(produced.strip()):
             interrupted = True
         try:
-            self.reply_message_id = await sync_to_async(_reply_store)(
-                self, text.strip(), interrupted
+            self.reply_message_id = await sync_to_async(records.reply_store)(
+                self.conversation_id, **self._reply_fields(text.strip(), interrupted)
             )
-        except TRANSIENT as exc:
+        except Exception as exc:  # Retried already if transient; never lost silently.
+            if not isinstance(exc, TRANSIENT):
+                logger.exception("Storing reply %s failed.", self.id)
             cause = f" after {self.error.describe()}" if self.error else ""
             self.error = ReplyNotStored(
                 f"The reply could not be stored ({type(exc).__name__}){cause}."
@@ -361,117 +331,41 @@ class ReplyTurn:
         if self.error is not None:
             done["error"] = self.error.describe()
         self._publisher.put(done)
-        await self._publisher.close()
-        if self._needs_fold and self.reply_message_id is not None:
-            plan = FoldPlan(
+        self._publisher.close()
+        if self.plan is not None and self.plan.needs_fold and self.reply_message_id is not None:
+            fold = FoldPlan(
                 conversation_id=self.conversation_id,
                 instance_id=self.instance.pk,
-                model=self.model,
-                context_tokens=self._context,
-                reply_tokens=self._max_tokens,
+                model=self.plan.model,
+                context_tokens=self.plan.context_tokens,
+                reply_tokens=self.plan.max_tokens,
                 next_user_text=self.text,
             )
             engine = self._engine
             run_in_background(
-                summary_fold(plan, engine, token_counter(engine)), what="summary folding"
+                summary_fold(fold, engine, token_counter(engine)), what="summary folding"
             )
 
-
-async def _complete(task: asyncio.Future) -> Any:
-    """Await `task` to its end even if the caller is cancelled meanwhile; then re-raise the
-    cancel. The task's own errors propagate."""
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            if task.done():
-                cancelled = True
-                result = task.result()
-                break
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
-
-
-# ORM (runs in a worker thread) -----------------------------------------------------------------
-
-
-def _conversation_open(
-    instance_id: Any, user: AbstractBaseUser, conversation_id: Any, channel: str, *, lock: bool
-) -> Conversation:
-    if not conversation_id:
-        return Conversation.objects.create(
-            instance_id=instance_id, owner=user, channel=channel[:20]
-        )
-    conversations = Conversation.objects.select_for_update() if lock else Conversation.objects
-    try:
-        conversation = conversations.get(pk=conversation_id, instance_id=instance_id, owner=user)
-    except (Conversation.DoesNotExist, ValidationError, ValueError) as exc:
-        raise ConversationNotFound("No such conversation for this instance.") from exc
-    if conversation.ended_at is not None:
-        raise ConversationEnded("This conversation has ended; start a new one.")
-    return conversation
-
-
-def _user_message_store(
-    instance_id: Any, user: AbstractBaseUser, text: str, conversation_id: Any, channel: str
-) -> tuple[Conversation, Message]:
-    def write() -> tuple[Conversation, Message]:
-        instance = CharacterInstance.objects.select_related("character").get(pk=instance_id)
-        with transaction.atomic():
-            conversation = _conversation_open(
-                instance_id, user, conversation_id, channel, lock=True
-            )
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, text=text
-            )
-            Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
-        conversation.instance = instance
-        return conversation, message
-
-    return with_db_retry(write, what="the user's message")
-
-
-def _reply_store(turn: ReplyTurn, text: str, interrupted: bool) -> Any:
-    llm = turn._llm
-    result = llm.result if llm else None
-    produced = turn.produced
-    timings: dict[str, Any] = {"prepare_ms": turn.timings.get("prepare_ms")}
-    if llm is not None:
-        timings["first_token_ms"] = llm.first_token_ms
-        timings["total_ms"] = result.total_ms if result else llm.elapsed_ms()
-    if result is not None:
-        timings["finish_reason"] = result.finish_reason
-    timings.update(turn.timings)
-    completion_tokens = (
-        result.completion_tokens
-        if result and result.completion_tokens is not None
-        else count_tokens(produced)
-    )
-
-    def write() -> Any:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation_id=turn.conversation_id,
-                role=Message.Role.ASSISTANT,
-                text=text,
-                interrupted=interrupted,
-                error=turn.error.describe() if turn.error else "",
-                model=((result.model if result else None) or turn.model)[:200],
-                prompt_tokens=(result.prompt_tokens if result else None)
-                or turn.prompt_tokens
-                or None,
-                completion_tokens=completion_tokens,
-                timings=timings,
-            )
-            Conversation.objects.filter(pk=turn.conversation_id).update(
-                last_activity_at=timezone.now()
-            )
-        return message.pk
-
-    return with_db_retry(write, what="the reply")
+    def _reply_fields(self, text: str, interrupted: bool) -> dict[str, Any]:
+        llm = self._llm
+        result = llm.result if llm else None
+        timings: dict[str, Any] = {"prepare_ms": self.timings.get("prepare_ms")}
+        if llm is not None:
+            timings["first_token_ms"] = llm.first_token_ms
+            timings["total_ms"] = result.total_ms if result else llm.elapsed_ms()
+        if result is not None:
+            timings["finish_reason"] = result.finish_reason
+        timings.update(self.timings)
+        return {
+            "text": records.storable(text),
+            "interrupted": interrupted,
+            "error": self.error.describe() if self.error else "",
+            "model": ((result.model if result else None) or self.model)[:200],
+            "prompt_tokens": (result.prompt_tokens if result else None)
+            or self.prompt_tokens
+            or None,
+            "completion_tokens": result.completion_tokens
+            if result and result.completion_tokens is not None
+            else count_tokens(self.produced),
+            "timings": timings,
+        }

@@ -1,11 +1,18 @@
 """The REST API: one NinjaAPI with every router, token/session auth and JSON errors.
 
-Errors always look like `{"detail": "...", "code": "...", "errors": [{"field", "message"}]}`.
+Errors always look like `{"detail": "...", "code": "...", "errors": [{"field", "message"}]}`
+(realtime.errors.ErrorOut), whatever failed: routers raise realtime.errors.ApiError, services
+raise their own types mapped here, and anything unexpected is a JSON 500 (`internal_error`),
+never Django's HTML page. The OpenAPI schema lists every status an operation can answer
+(realtime.openapi_errors).
 """
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -18,7 +25,19 @@ from characters.api import router as characters_router
 from characters.services import InUse, NameTaken
 from conversation.api import router as conversation_router
 
-api = NinjaAPI(
+from .errors import ApiError
+from .openapi_errors import document_errors
+
+logger = logging.getLogger(__name__)
+
+
+class VozApi(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        return document_errors(schema)
+
+
+api = VozApi(
     title="Voz API",
     version="1",
     description="Characters, instances, memory and conversations for the Voz voice server.",
@@ -39,6 +58,7 @@ def error_response(
     code: str,
     detail: str,
     errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     body: dict = {"detail": detail, "code": code}
     if errors:
@@ -46,7 +66,35 @@ def error_response(
     response = api.create_response(request, body, status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="voz"'
+    for name, value in (headers or {}).items():
+        response[name] = value
     return response
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(request, exc.status, exc.code, exc.detail, exc.errors, exc.headers)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def on_database_down(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    logger.warning("API: database unavailable: %s", exc)
+    return error_response(
+        request,
+        503,
+        "unavailable",
+        "The database is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("API: unexpected error on %s %s", request.method, request.path)
+    return error_response(
+        request, 500, "internal_error", "The server failed on this request; it was logged."
+    )
 
 
 @api.exception_handler(AuthenticationError)

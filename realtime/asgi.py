@@ -1,4 +1,5 @@
-"""The whole ASGI entry on one screen: HTTP to Django, WebSockets through origin and auth checks."""
+"""The whole ASGI entry on one screen: HTTP to Django, WebSockets through the edge (refusals with
+close codes, frame checks, credential re-checks), origin and auth checks."""
 
 import os
 
@@ -10,16 +11,20 @@ django_asgi_app = get_asgi_application()  # Loads settings and apps before anyth
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from consumers.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
+from consumers.edge import WebSocketEdge  # noqa: E402
 from conversation.background import lifespan_sweeper  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.transport import close_on_failure  # noqa: E402
+
+close_on_failure()  # daphne sends close 1009 for an oversized message instead of dropping TCP.
 
 # lifespan_sweeper starts the idle memory sweep with the server (conversation/background.py).
 application = lifespan_sweeper(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": WebSocketOriginValidator(
-                WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+            "websocket": WebSocketEdge(
+                WebSocketOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
             ),
         }
     )

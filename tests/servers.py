@@ -74,15 +74,16 @@ class Daphne:
 
 
 def start_daphne(env: dict[str, str], limit_s: float = 60) -> Daphne:
-    """daphne on a free port; its output goes to a log file (a pipe nobody reads would fill up
-    and stall the server)."""
+    """daphne on a free port, as scripts/serve runs it (`realtime.server`: daphne with a bound on
+    unsent bytes); its output goes to a log file (a pipe nobody reads would fill up and stall the
+    server)."""
     port = free_port()
     log = Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log"
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "daphne",
+            "realtime.server",
             "-b",
             "127.0.0.1",
             "-p",

@@ -61,6 +61,9 @@ def test_chat_command_reports_engine_errors_and_goes_on(
     )
     assert "[llm_auth]" in err
     assert "Err-Luna> Back again." in out
+    # --no-consolidate: the conversation ends, memory is not touched (no model call for it).
+    assert len(fake_openai.chat_requests) == 2
+    assert Conversation.objects.get(instance__name="Err-Luna").ended_at is not None
 
 
 def test_chat_command_unknown_instance_or_user(make_user, make_instance, monkeypatch):

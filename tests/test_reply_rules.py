@@ -8,8 +8,8 @@ ROSA = Case("rosa", "es", "¿Cómo se llama tu nieta?", ("Lucía",), ("Rosa", "D
 NOVA = Case("nova", "en", "Who is your first officer?", ("Bolt",), ("Nova", "Captain Nova"))
 
 
-def failed(reply: str, case: Case, *, cut: bool = False) -> set[str]:
-    return {rule for rule, ok in judge(reply, case, cut=cut).items() if not ok}
+def failed(reply: str, case: Case, *, cut: bool = False, source: str = "") -> set[str]:
+    return {rule for rule, ok in judge(reply, case, cut=cut, source=source).items() if not ok}
 
 
 def test_a_good_reply_passes_every_rule():
@@ -30,6 +30,18 @@ def test_role_labels_and_template_tokens_fail():
     assert "labels" in failed("Bolt is my officer.\nUser: and you?", NOVA)
     assert "labels" in failed("Captain Nova: Bolt is my first officer.", NOVA)
     assert "labels" in failed("Se llama Lucía.<|im_start|>usuario", ROSA)
+
+
+def test_short_replies_in_the_right_language_pass():
+    assert "language" not in failed("Mi nieta se llama Lucía.", ROSA)
+    assert "language" not in failed("I am Bolt.", NOVA)
+
+
+def test_reciting_the_instructions_fails():
+    source = "Doña Rosa es una abuela madrileña cariñosa y con mucho humor. Cocina de maravilla."
+    recital = "¡Hola! Soy Doña Rosa, una abuela madrileña cariñosa y con mucho humor, Lucía."
+    assert "character" in failed(recital, ROSA, source=source)
+    assert "character" not in failed("Soy Doña Rosa, la abuela de Lucía.", ROSA, source=source)
 
 
 def test_breaking_character_or_missing_the_fact_fails():

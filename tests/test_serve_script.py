@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from realtime.daphne_run import redact
+from realtime.access_log import redact
 from tests.servers import ROOT, free_port
 
 

@@ -20,10 +20,10 @@ async def test_unauthenticated_is_closed_4401():
     from channels.testing import WebsocketCommunicator
 
     from realtime.asgi import application
+    from tests.edge_helpers import refusal
 
-    ws = WebsocketCommunicator(application, "/ws/voice/")
-    connected, code = await ws.connect()
-    assert (connected, code) == (False, 4401)
+    code, event = await refusal(WebsocketCommunicator(application, "/ws/voice/"))
+    assert (code, event["code"]) == (4401, "unauthorized")
 
 
 @pytest.mark.parametrize(
@@ -137,11 +137,13 @@ async def test_observe_requires_auth_and_ownership(token, other_instance, instan
     from channels.testing import WebsocketCommunicator
 
     from realtime.asgi import application
+    from tests.edge_helpers import refusal
 
     anonymous = WebsocketCommunicator(application, "/ws/observe/rosa/")
-    assert await anonymous.connect() == (False, 4401)
+    assert (await refusal(anonymous))[0] == 4401
     foreign = WebsocketCommunicator(application, f"/ws/observe/nova/?token={token}")
-    assert await foreign.connect() == (False, 4404)
+    code, event = await refusal(foreign)
+    assert (code, event["code"]) == (4404, "not_found")
     own = WebsocketCommunicator(application, f"/ws/observe/ROSA/?token={token}")
     connected, _ = await own.connect()
     assert connected

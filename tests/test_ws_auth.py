@@ -8,6 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from realtime.asgi import application
+from tests.edge_helpers import refusal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,26 +38,26 @@ async def test_token_as_subprotocol_selects_voz_v1(token):
 
 
 async def test_no_credentials_is_closed_4401():
-    ws = communicator()
-    connected, code = await ws.connect()
-    assert not connected
-    assert code == 4401
+    code, event = await refusal(communicator())
+    assert (code, event["code"]) == (4401, "unauthorized")
 
 
 async def test_bad_token_is_closed_4401():
-    ws = communicator("/ws/ping/?token=voz_nope")
-    connected, code = await ws.connect()
-    assert (connected, code) == (False, 4401)
+    code, event = await refusal(communicator("/ws/ping/?token=voz_nope"))
+    assert (code, event["code"]) == (4401, "unauthorized")
 
 
 async def test_foreign_origin_is_refused_even_with_token(token):
     ws = communicator(f"/ws/ping/?token={token}", headers=[(b"origin", b"https://evil.example")])
-    connected, _ = await ws.connect()
-    assert not connected
+    code, event = await refusal(ws)
+    assert (code, event["code"]) == (4403, "forbidden_origin")
 
 
 async def test_own_origin_with_token_is_accepted(token):
-    ws = communicator(f"/ws/ping/?token={token}", headers=[(b"origin", b"http://localhost:8000")])
+    ws = communicator(
+        f"/ws/ping/?token={token}",
+        headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000")],
+    )
     connected, _ = await ws.connect()
     assert connected
     await ws.disconnect()
@@ -80,7 +81,13 @@ def _session_cookie(user) -> bytes:
 
 async def test_browser_session_with_own_origin(user):
     cookie = await database_sync_to_async(_session_cookie)(user)
-    ws = communicator(headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)])
+    ws = communicator(
+        headers=[
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", cookie),
+        ]
+    )
     connected, _ = await ws.connect()
     assert connected
     assert (await ws.receive_json_from())["user"] == "alice"
@@ -89,6 +96,5 @@ async def test_browser_session_with_own_origin(user):
 
 async def test_session_cookie_without_origin_is_not_enough(user):
     cookie = await database_sync_to_async(_session_cookie)(user)
-    ws = communicator(headers=[(b"cookie", cookie)])
-    connected, code = await ws.connect()
-    assert (connected, code) == (False, 4401)
+    code, event = await refusal(communicator(headers=[(b"cookie", cookie)]))
+    assert (code, event["code"]) == (4401, "unauthorized")

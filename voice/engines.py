@@ -50,8 +50,49 @@ def engine_names(language: str) -> dict[str, Any]:
     return {"tts_engines": tuple(chain_for(language)), "llm_engine": settings.LLM_ENGINE}
 
 
+async def open_hearing(input_rate: int):
+    """A session's voice activity and end-of-turn detection (audio_pipeline.hearing), opened off
+    the event loop (the Smart Turn model loads once per process)."""
+    from audio_pipeline.hearing import open_hearing as open_
+
+    return await asyncio.to_thread(open_, input_rate)
+
+
+def voice_activity_enabled() -> bool:
+    from django.conf import settings
+
+    return settings.VAD_ENABLED
+
+
+def preemptive_generation() -> bool:
+    from django.conf import settings
+
+    return settings.PREEMPTIVE_GENERATION
+
+
+def turn_min_delay_ms() -> float:
+    from django.conf import settings
+
+    return settings.TURN_MIN_DELAY_MS
+
+
+def preemptor(*, instance):
+    """`preempt(text, conversation_id)`: start the model early, privately (voice/preempt.py)."""
+    from .preempt import preemptor as make
+
+    return make(instance=instance)
+
+
+def interrupt_min_speech_ms() -> float:
+    from django.conf import settings
+
+    return settings.INTERRUPT_MIN_SPEECH_MS
+
+
 def sentence_splitter() -> sentences.SentenceSplitter:
-    return sentences.SentenceSplitter()
+    """The reply's first chunk may end at a clause (SENTENCE_FIRST_CLAUSE_WORDS), so audio
+    starts sooner; later chunks are sentences."""
+    return sentences.ReplySplitter()
 
 
 def speakable(text: str) -> str:
@@ -76,7 +117,13 @@ def reply_turn(*, instance, user, session_id: str):
     """`open_turn(text, conversation_id)` for the reply stage: `conversation.turns.reply_turn`
     on the `ws` channel. The voice loop publishes its own observer events (in wire order)."""
 
-    def open_turn(text: str, conversation_id: Any):
+    def open_turn(text: str, conversation_id: Any, early=None):
+        """`early`: a preemption (voice/preempt.py) the model may continue from."""
+        engine = None
+        if early is not None:
+            from .preempt import HandOver
+
+            engine = HandOver(early.engine, early)
         return turns.reply_turn(
             instance=instance,
             user=user,
@@ -85,6 +132,7 @@ def reply_turn(*, instance, user, session_id: str):
             channel="ws",
             observe=False,
             session_id=session_id,
+            engine=engine,
         )
 
     return open_turn

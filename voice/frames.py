@@ -54,9 +54,13 @@ class AudioIn(Frame):
 
 @dataclass(frozen=True)
 class Commit(Frame):
-    """`input_audio.commit`: the utterance ends now."""
+    """`input_audio.commit`: the utterance ends now. Also sent by the hear stage when it decides
+    the user's turn is over (`decided_by`: "smart_turn" or "silence"; `at` = end of speech)."""
 
     at: float
+    decided_by: str | None = None
+    decided_at: float | None = None
+    tentative: bool = False  # a likely end of turn: flush the recogniser, do not end the turn
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,24 @@ class Final(Frame):
     speech_end: float  # when the audio of the last word arrived
     final_at: float  # when the recogniser gave the result
     committed: bool = False
+    decided_at: float | None = None  # when voice activity ended the turn (VAD + end of turn)
+    tentative: bool = False  # from a tentative commit: the turn may still go on
+
+
+@dataclass(frozen=True)
+class BargeIn(Frame):
+    """The user has been speaking for the interruption's minimum time (hear stage, VAD)."""
+
+    at: float  # when the speech began
+    speech_ms: float
+
+
+@dataclass(frozen=True)
+class TentativeTurn(Frame):
+    """What the user has said so far, at a likely end of turn: the reply stage may start the model
+    early (nothing stored or sent until the `UserTurn` confirms the same text)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,7 @@ class UserTurn(Frame):
     speech_end: float
     final_at: float
     answer: bool = True
+    decided_at: float | None = None  # when voice activity ended the turn
 
 
 @dataclass(frozen=True)

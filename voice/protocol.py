@@ -193,6 +193,8 @@ def _event(frame: f.Frame) -> Event | None:
     match frame:
         case f.Partial(text=text):
             return {"type": "transcript.partial", "text": text}
+        case f.BargeIn(speech_ms=speech_ms):
+            return {"type": "input_audio.speech_started", "speech_ms": speech_ms}
         case f.TranscriptStored():
             return {
                 "type": "transcript.final",

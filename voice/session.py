@@ -33,6 +33,7 @@ from .protocol import (
     parse_client,
 )
 from .stages.deliver import DeliverStage
+from .stages.hear import HearStage
 from .stages.recognise import RecogniseStage
 from .stages.reply import ReplyStage
 from .stages.speak import SpeakStage
@@ -166,16 +167,29 @@ class VoiceSession:
         self.recognise = RecogniseStage(
             functools.partial(engines.open_transcriber, language, rate), input_rate=rate
         )
+        hearing = engines.voice_activity_enabled()
+        preemptive = hearing and engines.preemptive_generation()
         self.reply = ReplyStage(
             engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
+            preempt=engines.preemptor(instance=instance) if preemptive else None,
         )
+        hear = [
+            HearStage(
+                functools.partial(engines.open_hearing, rate),
+                input_rate=rate,
+                server_turns=start.turn_detection is not None,
+                interrupt_min_speech_ms=engines.interrupt_min_speech_ms(),
+                preempt_after_ms=engines.turn_min_delay_ms() if preemptive else None,
+            )
+        ]
         return Pipeline(
             [
+                *(hear if hearing else []),
                 self.recognise,
-                # Voice activity and end-of-turn detection stages go here (docs/architecture.md).
                 TurnsStage(
                     turn_detection=start.turn_detection,
+                    voice_activity=hearing,
                     allow_turn=limiter.allow,
                     refusal=f"More than {self.limits.turns_per_minute} turns in a minute; "
                     "wait a moment.",

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 
 from pocketsphinx import Decoder, Endpointer
 
+from . import cache
 from .base import Transcript, Word
 
 FRAMES_PER_SECOND = 100  # PocketSphinx's default feature frame rate.
 _FILLER = re.compile(r"^(<.*>|\[.*\])$")
+
+
+class _Lease:
+    """A pooled decoder held by one recogniser, given back when the recogniser is collected."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.decoder: Decoder | None = cache.sphinx_decoder(sample_rate)
+        self.in_utt = False
+
+    def release(self) -> None:
+        if self.decoder is not None:
+            cache.sphinx_release(self.decoder, self.sample_rate, self.in_utt)
+            self.decoder = None
 
 
 class SphinxRecognizer:
@@ -22,15 +38,25 @@ class SphinxRecognizer:
 
     def __init__(self, sample_rate: int = 16000) -> None:
         self.sample_rate = sample_rate
-        self._decoder = Decoder(samprate=sample_rate)
+        self._lease = _Lease(sample_rate)
+        self._decoder = self._lease.decoder
+        weakref.finalize(self, self._lease.release)
         self.reset()
+
+    @property
+    def _in_utt(self) -> bool:
+        return self._lease.in_utt
+
+    @_in_utt.setter
+    def _in_utt(self, value: bool) -> None:
+        self._lease.in_utt = value
 
     def _new_endpointer(self) -> None:
         self._endpointer = Endpointer(sample_rate=self.sample_rate)
         self._frame_bytes = self._endpointer.frame_bytes
 
     def reset(self) -> None:
-        if getattr(self, "_in_utt", False):
+        if self._in_utt:
             self._decoder.end_utt()
         self._new_endpointer()
         self._pending = b""

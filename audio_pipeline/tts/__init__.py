@@ -3,6 +3,7 @@
 from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, Voice
 from .chain import (
     ENGINES,
+    NothingToSay,
     TtsStream,
     TtsUnavailable,
     UnknownVoice,
@@ -16,6 +17,7 @@ __all__ = [
     "ENGINES",
     "AudioChunk",
     "CircuitBreaker",
+    "NothingToSay",
     "TtsEngine",
     "TtsError",
     "TtsStream",

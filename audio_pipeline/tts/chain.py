@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from ..spoken import spoken_text
 from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, base_language
 from .edge import EdgeTts
 from .espeak import EspeakTts
@@ -29,6 +30,10 @@ class TtsUnavailable(TtsError):
 
 class UnknownVoice(ValueError):
     pass
+
+
+class NothingToSay(TtsError):
+    """The text has nothing a person would read aloud (only emoji or symbols)."""
 
 
 def breaker(engine: str) -> CircuitBreaker:
@@ -97,6 +102,9 @@ async def synthesize_with_fallback(
     `voices` maps engine → voice (a Character's `voices`); engines without one use their
     default voice for `language`. Raises TtsUnavailable with every engine's reason.
     """
+    text = spoken_text(text, language)  # Every door: emoji and symbols are read as people would.
+    if not text:
+        raise NothingToSay("Nothing to say: the text holds no words once emoji are removed.")
     voices = voices or {}
     skipped: dict[str, str] = {}
     for name in engines or chain_for(language):

@@ -24,6 +24,19 @@ from .base import ChatMessage, LlmError, LlmStream
 logger = logging.getLogger(__name__)
 
 _load_lock = threading.Lock()
+
+# Stop before a role label or template token: small models sometimes write the user's next turn.
+ROLE_STOPS = [
+    "\nUser:",
+    "\nuser:",
+    "\nAssistant:",
+    "\nassistant:",
+    "\nUsuario:",
+    "\nusuario:",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+]
 _models: dict[tuple[str, int, int], Any] = {}
 
 
@@ -92,6 +105,7 @@ class LocalEngine:
         self.n_ctx = context_tokens
         self.threads = threads
         self.default_temperature = default_temperature
+        self.sampling: dict[str, float] = dict(local_models.GENERIC_SAMPLING)
         # llama.cpp contexts are not thread-safe: one generation at a time per process.
         self._generate_lock = threading.Lock()
 
@@ -148,8 +162,11 @@ class LocalEngine:
             path = Path(self._configured_path)
             if not path.exists():
                 raise LlmError(f"LOCAL_MODEL_PATH does not exist: {path}")
+            self.sampling = local_models.sampling_for(path)
             return path
         model = local_models.default_model()
+        if model is not None:
+            self.sampling = dict(model.sampling)
         if model is None:
             raise LlmError(
                 "No local model: run ./scripts/serve (it installs one), or "
@@ -195,6 +212,8 @@ class LocalEngine:
                         stream=True,
                         temperature=temperature,
                         max_tokens=max_tokens,
+                        stop=ROLE_STOPS,
+                        **self.sampling,
                     )
                     count = 0
                     for chunk in chunks:

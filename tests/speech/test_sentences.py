@@ -85,7 +85,14 @@ def sentences_of(text: str) -> list[str]:
         ('Dijo "hola." Y se fue.', ['Dijo "hola."', "Y se fue."]),
         ('Ella preguntó: "¿Vienes?" Y esperó.', ['Ella preguntó: "¿Vienes?"', "Y esperó."]),
         ("(Es broma.) Ya está.", ["(Es broma.)", "Ya está."]),
-        ("«¿De verdad?» dijo.", ["«¿De verdad?»", "dijo."]),
+        # A quoted sentence end followed by a lowercase word goes on (issue 14.6).
+        ("«¿De verdad?» dijo.", ["«¿De verdad?» dijo."]),
+        (
+            'She said "Stop right there." before leaving.',
+            ['She said "Stop right there." before leaving.'],
+        ),
+        ('She asked "Why?" He shrugged.', ['She asked "Why?"', "He shrugged."]),
+        ("(See the map.) then turn left.", ["(See the map.) then turn left."]),
         ("¡Genial! 🎉 Vamos.", ["¡Genial!", "🎉 Vamos."]),
         ("**Hola.** Adiós.", ["**Hola.**", "Adiós."]),
         (

@@ -99,12 +99,20 @@ class RecogniseStage(Stage):
         so a turn held until the commit is never lost to a failing flush."""
         if self._recogniser is not None:
             try:
-                await self._heard(await self._recogniser.finish(), committed=True)
+                await self._heard(await self._recogniser.finish(), committed=True, commit=frame)
                 return
             except Exception as exc:
                 logger.exception("Recognition failed at the commit")
                 await self.push(Failure("stt_failed", f"Speech recognition failed: {exc}"))
-        await self.push(Final("", frame.at, self._clock(), committed=True))
+        final = Final(
+            "",
+            frame.at,
+            self._clock(),
+            committed=True,
+            decided_at=frame.decided_at,
+            tentative=frame.tentative,
+        )
+        await self.push(final)
 
     async def _recogniser_or_none(self) -> Recogniser | None:
         if self._recogniser is None and self._unavailable is None:
@@ -116,7 +124,7 @@ class RecogniseStage(Stage):
                 await self.push(Failure("stt_failed", f"Speech recognition is unavailable: {exc}"))
         return self._recogniser
 
-    async def _heard(self, heard: Heard, *, committed: bool) -> None:
+    async def _heard(self, heard: Heard, *, committed: bool, commit: Commit | None = None) -> None:
         text = (heard.text or "").strip()
         if not heard.final:
             if text and text != self._last_partial:
@@ -127,12 +135,25 @@ class RecogniseStage(Stage):
         words = heard.words or ()
         last_word_end = words[-1].end if words else None
         now = self._clock()
-        if last_word_end is None:
+        if commit is not None and commit.decided_by is not None:
+            speech_end = commit.at  # voice activity measured where the speech ended
+        elif last_word_end is None:
             speech_end = now if committed else self._speech_clock.arrival_of(None)
         else:
             speech_end = self._speech_clock.arrival_of(last_word_end)
+        decided_at = commit.decided_at if commit is not None else None
+        tentative = commit is not None and commit.tentative
         if text or committed:
-            await self.push(Final(text, speech_end, now, committed=committed))
+            await self.push(
+                Final(
+                    text,
+                    speech_end,
+                    now,
+                    committed=committed,
+                    decided_at=decided_at,
+                    tentative=tentative,
+                )
+            )
 
     def close(self) -> None:
         """Release the recogniser (its thread and decoder)."""

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from voice.frames import (
     Sentence,
     SentenceDelivered,
     SpeechDone,
+    TentativeTurn,
     TextDelta,
     TextEnd,
     TranscriptStored,
@@ -59,7 +60,8 @@ class ReplyTurn(Protocol):
     def add_timings(self, timings: dict[str, Any]) -> None: ...
 
 
-OpenTurn = Callable[[str, Any], AbstractAsyncContextManager[ReplyTurn]]
+OpenTurn = Callable[..., AbstractAsyncContextManager[ReplyTurn]]
+Preempt = Callable[[str, Any], Awaitable[Any]]  # -> an early model stream with `.text`, or None
 
 
 @dataclass
@@ -73,6 +75,7 @@ class _Reply:
     delivered: set[int] = field(default_factory=set)
     marks: dict[str, float] = field(default_factory=dict)
     spoken: asyncio.Event = field(default_factory=asyncio.Event)
+    preempted: bool = False  # the model started before the turn was confirmed
 
     def mark(self, name: str, at: float) -> None:
         self.marks[name] = min(at, self.marks.get(name, at))
@@ -80,16 +83,18 @@ class _Reply:
     def heard_text(self) -> str:
         return "".join(self.sentences[i] for i in sorted(self.delivered & self.sentences.keys()))
 
-    def metrics(self) -> dict[str, float | None]:
+    def metrics(self) -> dict[str, Any]:
         def since(moment: float | None) -> float | None:
             return None if moment is None else round((moment - self.turn.speech_end) * 1000, 1)
 
         return {
+            "turn_end_ms": since(self.turn.decided_at),
             "stt_final_ms": since(self.turn.final_at),
             "llm_first_token_ms": since(self.marks.get("llm_first_token")),
             "first_sentence_ms": since(self.marks.get("first_sentence")),
             "tts_first_audio_ms": since(self.marks.get("tts_first_audio")),
             "first_audio_ms": since(self.marks.get("first_audio")),
+            "preempted": self.preempted,
         }
 
 
@@ -103,9 +108,12 @@ class ReplyStage(Stage):
         conversation_id: Any = None,
         clock: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        preempt: Preempt | None = None,
     ) -> None:
         super().__init__()
         self._open_turn = open_turn
+        self._preempt = preempt  # start the model on a tentative turn (voice/preempt.py)
+        self._early: asyncio.Task | None = None  # -> Preemption | None
         self.conversation_id = conversation_id
         self._clock = clock
         self._new_id = new_id
@@ -128,9 +136,38 @@ class ReplyStage(Stage):
             work.cancel()
         return work
 
+    async def accept(self, frame: Frame) -> None:
+        if isinstance(frame, TentativeTurn):
+            self._discard_early()
+            if self._preempt is not None and self._reply is None:
+                self._early = asyncio.create_task(self._preempt(frame.text, self.conversation_id))
+            return
+        await super().accept(frame)
+
+    def _discard_early(self) -> None:
+        early, self._early = self._early, None
+        if early is None:
+            return
+        if not early.done():
+            early.cancel()
+        elif not early.cancelled() and early.exception() is None and early.result() is not None:
+            early.result().cancel()
+
+    async def _take_early(self, text: str):
+        """The preemption started on exactly `text` (awaited if still starting), else None."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        preemption = await asyncio.shield(early) if not early.done() else early.result()
+        if preemption is not None and preemption.text != text:
+            preemption.cancel()
+            return None
+        return preemption
+
     async def stop(self) -> None:
         """Before stopping, store the turns still waiting (without replies): nothing the user
         said is lost because the session closed."""
+        self._discard_early()
         work, worker = self._work, self._worker
         if worker is not None:
             worker.cancel()
@@ -173,7 +210,15 @@ class ReplyStage(Stage):
             self._cut_requested = False
 
     async def _answer(self, reply: _Reply) -> None:
-        manager = self._open_turn(reply.turn.text, self.conversation_id)
+        try:
+            preemption = await self._take_early(reply.turn.text)
+        except Exception:
+            preemption = None  # Preemption is an optimisation only.
+        if preemption is not None:
+            reply.preempted = True
+            manager = self._open_turn(reply.turn.text, self.conversation_id, early=preemption)
+        else:
+            manager = self._open_turn(reply.turn.text, self.conversation_id)
         try:
             turn, cancelled = await _run_to_end(manager.__aenter__())
         except Exception as exc:  # The user's message could not be stored: nothing was.

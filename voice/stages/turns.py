@@ -1,12 +1,15 @@
 """Turns: finals and typed text → user turns; when to interrupt; the turn rate limit.
 
 Turn detection (`session.start.turn_detection`):
-- "server_vad" (default): each final transcript with words is a turn.
+- "server_vad" (default): with the hear stage (`voice_activity`), finals are accumulated and the
+  hear stage's commit (voice activity stopped and the end-of-turn detector agreed) ends the turn;
+  without it, each final transcript with words is a turn.
 - None (manual, push-to-talk): finals are accumulated; only the committed final (from
   `input_audio.commit`) ends the turn, with everything heard since the last one.
-Typed text is always a turn of its own. Interruption policy: a partial with words (the user
-started speaking), `response.cancel` and every new turn interrupt the reply in flight; a turn
-over the rate limit is refused with an error and interrupts nothing.
+Typed text is always a turn of its own. Interruption policy: with the hear stage, speech that
+lasts the minimum interruption time (`BargeIn`), else a partial with words; `response.cancel` and
+every new turn interrupt the reply in flight; a turn over the rate limit is refused with an error
+and interrupts nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from voice.frames import (
+    BargeIn,
     ClientCancel,
     Failure,
     Final,
     Frame,
     Interruption,
     Partial,
+    TentativeTurn,
     TypedText,
     UserTurn,
 )
@@ -30,7 +35,7 @@ SERVER_VAD = "server_vad"
 
 
 class TurnsStage(Stage):
-    handles = (Partial, Final, TypedText, ClientCancel)
+    handles = (Partial, Final, TypedText, ClientCancel, BargeIn)
 
     def __init__(
         self,
@@ -38,9 +43,14 @@ class TurnsStage(Stage):
         turn_detection: str | None = SERVER_VAD,
         allow_turn: Callable[[], bool] = lambda: True,
         refusal: str = "Too many turns; wait a moment.",
+        voice_activity: bool = False,
     ) -> None:
         super().__init__()
         self.manual = turn_detection is None
+        # With the hear stage: its BargeIn (speech long enough) interrupts, not any partial, and
+        # in server_vad mode its commits (VAD + end of turn) end turns, as the client's do.
+        self.voice_activity = voice_activity
+        self.held_until_commit = self.manual or voice_activity
         self._allow_turn = allow_turn
         self._refusal = refusal
         self._held: list[Final] = []  # manual mode: finals heard since the last commit
@@ -48,6 +58,10 @@ class TurnsStage(Stage):
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, Partial):
             await self.push(frame)  # First, so the client sees it before the reply stops.
+            if not self.voice_activity:
+                await self.push(Interruption("barge-in"))
+        elif isinstance(frame, BargeIn):
+            await self.push(frame)  # The client stops its playback on it.
             await self.push(Interruption("barge-in"))
         elif isinstance(frame, ClientCancel):
             await self.push(Interruption("cancel"))
@@ -57,17 +71,20 @@ class TurnsStage(Stage):
             await self._final(frame)
 
     async def _final(self, final: Final) -> None:
-        if self.manual and not final.committed:
+        if self.held_until_commit and (not final.committed or final.tentative):
             if final.text:
                 self._held.append(final)
+            if final.tentative and self._held:
+                await self.push(TentativeTurn(" ".join(part.text for part in self._held)))
             return
-        heard = [*self._held, final] if self.manual else [final]
+        heard = [*self._held, final] if self.held_until_commit else [final]
         self._held = []
         spoken = [part for part in heard if part.text]
         if not spoken:
             return
         text = " ".join(part.text for part in spoken)
-        await self._turn(UserTurn(text, speech_end=spoken[-1].speech_end, final_at=final.final_at))
+        speech_end = final.speech_end if final.decided_at is not None else spoken[-1].speech_end
+        await self._turn(UserTurn(text, speech_end, final.final_at, decided_at=final.decided_at))
 
     async def _turn(self, turn: UserTurn) -> None:
         if not self._allow_turn():

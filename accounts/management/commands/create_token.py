@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import token_create
+from realtime.text_safety import unsafe_reason
 
 
 class Command(BaseCommand):
@@ -19,6 +20,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, username: str, name: str, create_user: bool, **options) -> None:
+        for label, value in (("username", username), ("--name", name)):
+            if reason := unsafe_reason(value):
+                raise CommandError(f"{label}: {reason} (check the terminal's encoding).")
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:

@@ -81,7 +81,7 @@ class Command(BaseCommand):
             if character is None:
                 character = services.character_create(owner=owner, **fields)
             for instance in spec["instances"]:
-                if not CharacterInstance.objects.filter(name__iexact=instance["name"]).exists():
+                if not CharacterInstance.objects.named(instance["name"]).exists():
                     services.instance_create(owner=owner, character=character, **instance)
                     created.append(instance["name"])
         return created

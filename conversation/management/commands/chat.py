@@ -35,8 +35,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            instance = CharacterInstance.objects.select_related("character", "owner").get(
-                name__iexact=options["instance"]
+            instance = (
+                CharacterInstance.objects.select_related("character", "owner")
+                .named(options["instance"])
+                .get()
             )
         except CharacterInstance.DoesNotExist as exc:
             raise CommandError(f"No instance named {options['instance']!r}.") from exc

@@ -29,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["instance"]:
             try:
-                instance = CharacterInstance.objects.get(name__iexact=options["instance"])
+                instance = CharacterInstance.objects.named(options["instance"]).get()
             except CharacterInstance.DoesNotExist as exc:
                 raise CommandError(f"No instance named {options['instance']!r}.") from exc
             result = asyncio.run(memory_consolidate(instance_id=instance.pk, include_open=True))

@@ -1,16 +1,13 @@
-"""`python -m realtime.daphne_run ARGS`: daphne's own command line, with an access log that
-never records secrets.
+"""daphne's access log without secrets (used by `python -m realtime.server`).
 
 daphne writes an access line per request (at its default verbosity) with the full path and
-query string, so a `?token=voz_…` would land in the server's log. Same arguments as `daphne`.
+query string, so a `?token=voz_…` would land in the server's log.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 
-from daphne import cli
 from daphne.access import AccessLogGenerator
 
 REDACTED = "[redacted]"
@@ -31,13 +28,3 @@ class RedactingAccessLog(AccessLogGenerator):
 
     def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):
         super().write_entry(host, date, redact(request), status, length, ident, user)
-
-
-def main(argv: list[str] | None = None) -> None:
-    # daphne's CLI builds its access log from this module global: swap in the redacting one.
-    cli.AccessLogGenerator = RedactingAccessLog
-    cli.CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    main()

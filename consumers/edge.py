@@ -1,0 +1,208 @@
+"""The WebSocket edge: ASGI middleware in front of every socket (voice, observe, ping).
+
+It makes four promises that no consumer has to remember:
+
+- **Refusals explain themselves.** A handshake refused before `accept` (bad origin 4403, no or bad
+  credentials 4401, unknown instance 4404) is accepted, answered with one `error` event
+  (`fatal: true`) and closed with that code, instead of daphne's bare HTTP 403. A failure while
+  the handshake is checked (the database is down) becomes `unavailable` and close code 1013
+  ("try again later") instead of an HTTP 500.
+- **Frames that would break a consumer never reach it.** A text frame over WS_MAX_FRAME_BYTES
+  (`frame_too_large`), JSON nested deeper than MAX_JSON_DEPTH (`bad_json`) or a string holding NUL
+  or an unpaired surrogate (`invalid_text`, with the field) is answered with a non-fatal `error`
+  event and dropped; the session goes on.
+- **Credentials are re-checked while the socket lives.** Every WS_AUTH_RECHECK_SECONDS the token
+  (revoked? user deactivated?) or the browser session (logged out? password changed?) is looked
+  up again; when it is gone the socket gets `unauthorized` and close code 4401. A database error
+  during the re-check keeps the socket (it is logged), so an outage does not hang up live calls.
+- **A gone client is not an error.** Messages sent after the close started are dropped quietly,
+  never logged as "Attempt to send on a closed protocol".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from autobahn.exception import Disconnected
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from accounts import selectors as account_selectors
+from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
+
+from .auth import EDGE_KEY, accepted_subprotocol, authenticated_user
+
+logger = logging.getLogger(__name__)
+
+CLOSE_SERVER_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+REFUSALS: dict[int, tuple[str, str]] = {
+    4401: ("unauthorized", "Sign in, or send a valid API token (?token= or bearer.<token>)."),
+    4403: ("forbidden_origin", "This page's origin may not open sockets on this server."),
+    4404: ("not_found", "No such instance (or it is not yours)."),
+    CLOSE_TRY_AGAIN_LATER: ("unavailable", "The server cannot serve sockets right now; retry."),
+    CLOSE_SERVER_ERROR: ("internal_error", "The server failed; reconnect to start over."),
+}
+
+
+def error_frame(code: str, message: str, *, fatal: bool, **extra: Any) -> dict[str, Any]:
+    event = {"type": "error", "code": code, "message": message, "fatal": fatal, **extra}
+    return {"type": "websocket.send", "text": json.dumps(event)}
+
+
+def frame_problem(text: str) -> dict[str, Any] | None:
+    """The `error` event for a text frame no consumer should see, or None when it may pass."""
+    limit = settings.WS_MAX_FRAME_BYTES
+    if len(text) > limit and len(text.encode("utf-8", "surrogatepass")) > limit:
+        return error_frame(
+            "frame_too_large",
+            f"Text frame of {len(text.encode('utf-8', 'surrogatepass'))} bytes dropped; "
+            f"the limit is {limit}.",
+            fatal=False,
+        )
+    if json_depth_exceeds(text):
+        return error_frame(
+            "bad_json", f"JSON nests deeper than {MAX_JSON_DEPTH} levels.", fatal=False
+        )
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None  # Not JSON: the consumer answers `bad_json` itself.
+    found = find_unsafe(message)
+    if found is None:
+        return None
+    field, reason = found
+    return error_frame("invalid_text", f"{field or 'message'}: {reason}", fatal=False, field=field)
+
+
+class _Socket:
+    """One connection's view of the edge: what was sent, and the re-check task."""
+
+    def __init__(self, scope: dict, receive, send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.accepted = False
+        self.closed = False
+        self.recheck: asyncio.Task | None = None
+        self.auth_scope: dict | None = None  # The scope after authentication (consumers.auth).
+        scope[EDGE_KEY] = self
+
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                self.closed = True
+                self._stop_recheck()
+            elif (
+                kind == "websocket.receive"
+                and message.get("text") is not None
+                and (problem := frame_problem(message["text"])) is not None
+            ):
+                await self.send(problem)
+                continue
+            return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.closed:
+            return  # The client is gone or the close has started: nothing more goes out.
+        if kind == "websocket.close" and not self.accepted:
+            await self.refuse(message.get("code") or CLOSE_FORBIDDEN)
+            return
+        if kind == "websocket.close":
+            self.closed = True
+            self._stop_recheck()
+        try:
+            await self._send(message)
+        except Disconnected:
+            self.closed = True  # The client closed between our check and the write.
+            return
+        if kind == "websocket.accept":
+            self.accepted = True
+            self._start_recheck()
+
+    async def refuse(self, code: int, message: str | None = None) -> None:
+        """Accept (so the client can read why), send the `error` event, close with `code`."""
+        name, default = REFUSALS.get(code, ("refused", "The server refused this socket."))
+        if not self.accepted:
+            await self.send(
+                {"type": "websocket.accept", "subprotocol": accepted_subprotocol(self.scope)}
+            )
+        await self.send(error_frame(name, message or default, fatal=True))
+        await self.send({"type": "websocket.close", "code": code})
+
+    # Credential re-check ------------------------------------------------------------------
+
+    def _start_recheck(self) -> None:
+        user = authenticated_user(self.auth_scope or {})
+        if user is not None and settings.WS_AUTH_RECHECK_SECONDS > 0:
+            self.recheck = asyncio.create_task(self._recheck_loop(user))
+
+    def _stop_recheck(self) -> None:
+        if self.recheck is not None and self.recheck is not asyncio.current_task():
+            self.recheck.cancel()
+
+    async def _recheck_loop(self, user) -> None:
+        while not self.closed:
+            await asyncio.sleep(settings.WS_AUTH_RECHECK_SECONDS)
+            try:
+                valid = await database_sync_to_async(credentials_valid)(self.auth_scope, user.pk)
+            except Exception as exc:  # An outage: keep the call, try again next time.
+                logger.warning("Could not re-check a socket's credentials: %s", exc)
+                continue
+            if not valid:
+                await self.refuse(
+                    CLOSE_UNAUTHORIZED,
+                    "Signed out: the token was revoked, the user deactivated or the session ended.",
+                )
+                return
+
+    async def finish(self) -> None:
+        if self.recheck is not None:
+            self.recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.recheck
+
+
+def credentials_valid(scope: dict, user_id) -> bool:
+    """Does the credential this socket was opened with still stand? (Blocking: ORM.)"""
+    if scope.get("auth_method") == "token":
+        token_id = scope.get("auth_token_id")
+        return token_id is not None and account_selectors.token_still_active(token_id=token_id)
+    session = scope.get("session")
+    return account_selectors.session_still_signed_in(
+        session_key=getattr(session, "session_key", None), user_id=user_id
+    )
+
+
+class WebSocketEdge:
+    """ASGI middleware: wraps `receive` and `send` of every WebSocket connection (see above)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.inner(scope, receive, send)
+        socket = _Socket(scope, receive, send)
+        try:
+            return await self.inner(scope, socket.receive, socket.send)
+        except Exception as exc:
+            if socket.accepted:
+                logger.exception("WebSocket consumer failed")
+                await socket.refuse(CLOSE_SERVER_ERROR)
+            else:  # Checking the handshake failed (database or channel layer down).
+                logger.warning("WebSocket handshake could not be checked: %r", exc)
+                await socket.refuse(CLOSE_TRY_AGAIN_LATER)
+            return None
+        finally:
+            await socket.finish()

@@ -1,0 +1,30 @@
+"""A JSON WebSocket consumer that answers bad frames with an `error` event instead of crashing.
+
+Channels' AsyncJsonWebsocketConsumer raises on a binary frame or on text that is not JSON, which
+ends the consumer (close 1011) without its disconnect handler. Observe and ping sockets use this.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+
+class JsonSocketConsumer(AsyncJsonWebsocketConsumer):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kw):
+        if text_data is None:
+            await self.send_error("binary_not_supported", "This socket takes JSON text frames.")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError as exc:
+            await self.send_error("bad_json", f"Text frames must be JSON: {exc}.")
+            return
+        await self.receive_json(content, **kw)
+
+    async def send_error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json(
+            {"type": "error", "code": code, "message": message, "fatal": False, **extra}
+        )

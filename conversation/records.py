@@ -1,0 +1,77 @@
+"""The turn's rows: opening a conversation, storing the user message and the reply.
+
+Sync ORM, called through `sync_to_async`; the writes go through `with_db_retry`, so a short
+database outage is retried and a longer one raises the last `OperationalError`/`InterfaceError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from characters.models import CharacterInstance, Conversation, Message
+
+from .errors import ConversationEnded, ConversationNotFound
+from .retry import with_db_retry
+
+
+def storable(text: str) -> str:
+    """`text` as every database can keep it: no NUL characters, no lone UTF-16 surrogates
+    (a model's output may carry either; PostgreSQL refuses both)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def conversation_open(
+    instance_id: Any, user: AbstractBaseUser, conversation_id: Any, channel: str, *, lock: bool
+) -> Conversation:
+    """A new conversation (`conversation_id` falsy) or the user's open one on this instance."""
+    if not conversation_id:
+        return Conversation.objects.create(
+            instance_id=instance_id, owner=user, channel=channel[:20]
+        )
+    conversations = Conversation.objects.select_for_update() if lock else Conversation.objects
+    try:
+        conversation = conversations.get(pk=conversation_id, instance_id=instance_id, owner=user)
+    except (Conversation.DoesNotExist, ValidationError, ValueError) as exc:
+        raise ConversationNotFound("No such conversation for this instance.") from exc
+    if conversation.ended_at is not None:
+        raise ConversationEnded("This conversation has ended; start a new one.")
+    return conversation
+
+
+def user_message_store(
+    instance_id: Any, user: AbstractBaseUser, text: str, conversation_id: Any, channel: str
+) -> tuple[Conversation, Message]:
+    """Store the user's message (in a new conversation when `conversation_id` is None); the
+    conversation comes back with its instance and character loaded."""
+
+    def write() -> tuple[Conversation, Message]:
+        instance = CharacterInstance.objects.select_related("character").get(pk=instance_id)
+        with transaction.atomic():
+            conversation = conversation_open(instance_id, user, conversation_id, channel, lock=True)
+            message = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, text=text
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
+        conversation.instance = instance
+        return conversation, message
+
+    return with_db_retry(write, what="the user's message")
+
+
+def reply_store(conversation_id: Any, **fields: Any) -> Any:
+    """Store the assistant's reply (`fields` are `Message` fields); returns its id."""
+
+    def write() -> Any:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation_id=conversation_id, role=Message.Role.ASSISTANT, **fields
+            )
+            Conversation.objects.filter(pk=conversation_id).update(last_activity_at=timezone.now())
+        return message.pk
+
+    return with_db_retry(write, what="the reply")
