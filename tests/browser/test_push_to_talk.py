@@ -42,7 +42,11 @@ def server(tmp_path_factory, fake_llm):
 
 @pytest.fixture(scope="module")
 def speech_with_a_pause(tmp_path_factory):
-    """1 s of silence, the first sentence, a 3 s pause, the second sentence, 1 s of silence."""
+    """6 s of silence, the first sentence, a 3 s pause, the second sentence, 1 s of silence.
+
+    The fake microphone starts playing when the page opens it (on switching to push-to-talk),
+    and the test holds Space once the new session is open: the lead-in keeps the first sentence
+    after that on a slow machine."""
     folder = tmp_path_factory.mktemp("pause")
     sox = shutil.which("sox")
     if sox is None:
@@ -60,7 +64,7 @@ def speech_with_a_pause(tmp_path_factory):
         check=True,
     )
     subprocess.run(
-        [sox, str(parts[0]), str(silence), str(parts[1]), str(final), "pad", "1", "1"], check=True
+        [sox, str(parts[0]), str(silence), str(parts[1]), str(final), "pad", "6", "1"], check=True
     )
     with wave.open(str(final)) as handle:
         assert handle.getnframes() / handle.getframerate() > 2 + PAUSE_S
@@ -134,8 +138,8 @@ def test_push_to_talk_hold_with_pauses_is_one_turn_at_release(pause_browser, ser
     expect(app).to_have_attribute("data-connection", "open", timeout=30000)
     page.locator("body").click()
     page.keyboard.down("Space")
-    # The whole file (1 s, first sentence, 3 s pause, second sentence) while held.
-    page.wait_for_timeout(int((2 + PAUSE_S + 5) * 1000))
+    # The rest of the file (lead-in, first sentence, 3 s pause, second sentence) while held.
+    page.wait_for_timeout(int((7 + PAUSE_S + 5) * 1000))
     expect(page.locator("#log .msg.user")).to_have_count(0)  # nothing ended the turn
     expect(page.locator("#talk")).to_have_text("Release to send")
     page.keyboard.up("Space")
