@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -84,5 +85,6 @@ def tone(freq: float, rate: int, seconds: float = 1.0, amplitude: float = 0.5) -
 
 
 def key_words_found(text: str, words: tuple[str, ...], at_least: int) -> bool:
-    heard = set(text.lower().replace("'s", "").split())
+    # Words only: recognisers that punctuate (Whisper) write "coffee." for "coffee".
+    heard = set(re.findall(r"\w+", text.lower().replace("'s", "")))
     return sum(w in heard for w in words) >= at_least
