@@ -41,6 +41,12 @@ NOT_RUN = {
     "manage.py download_models": "downloads models from the internet (tests/speech covers it)",
     "manage.py makemessages": "a translator's step that rewrites the checkout's .po files",
     "manage.py compilemessages": "a translator's step that rewrites the checkout's .mo files",
+    "-m realtime.server": "starts a server that runs until stopped (the fixture starts the same "
+    "server through ./scripts/serve)",
+    "manage.py collectstatic": "a release step that writes STATIC_ROOT (whitenoise serves the "
+    "apps' files in tests)",
+    "bench/load.py": "a load test that takes minutes and the whole machine (docs/operations.md)",
+    "git checkout": "switches the reader's checkout to another branch",
 }
 SERVE_LIMIT_S = 240
 DOCUMENT_LIMIT_S = 240
