@@ -48,7 +48,6 @@ from bench.procs import (  # noqa: E402
 )
 
 
-
 @dataclass
 class Figures:
     handshakes_ok: int = 0
