@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from audio_pipeline.models_packaged import silero_vad_path
 from audio_pipeline.stt import AsyncTranscriber, create_recognizer, selection
 from audio_pipeline.stt.whisper_engine import WhisperRecognizer, load_model, model_dir
 
@@ -91,6 +92,8 @@ def test_models_are_loaded_once_and_only_at_16k():
 
 
 def test_default_chain_per_language(settings, tmp_path, korean_model_path):
+    # The recogniser's own VAD reads its model from MODELS_DIR too: keep that one.
+    (tmp_path / "silero_vad.onnx").symlink_to(silero_vad_path())
     settings.STT_ENGINES = ["vosk", "whisper", "pocketsphinx"]
     settings.VOSK_MODELS, settings.VOSK_MODEL_PATH, settings.MODELS_DIR = {}, "", tmp_path
     assert selection.effective_engine("en")[0] == "whisper"
