@@ -18,7 +18,7 @@ from .hearing_samples import piper, silence, word_error
 pytestmark = pytest.mark.django_db(transaction=True)
 FRAME = 16000 * 2 // 25  # 40 ms
 FIRST = "I would like to order"
-MORE = "a large pot of green tea, please."
+MORE = "a large pot of green tea please."  # no comma: one pause, so exactly one early start
 
 
 @pytest.fixture
