@@ -63,14 +63,22 @@ async def plan_reply(
 ) -> ReplyPlan:
     """Build the reply's prompt from the stored history (never folding: that runs after the
     turn). `instance` comes with its character loaded. Raises `PromptTooLong`."""
+    summary, _, history = await sync_to_async(history_load)(
+        conversation_id, exclude_id=user_message_id
+    )
+    return reply_plan_for(engine, instance, text, summary, history)
+
+
+def reply_plan_for(
+    engine: LlmEngine, instance: Any, text: str, summary: str, history: list
+) -> ReplyPlan:
+    """The reply's plan from a given summary and history (also used to start a reply early,
+    voice/preempt.py, so an early prompt is the very one the turn would build)."""
     character = instance.character
     model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
     max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
     context = context_window(
         model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(model) or 0
-    )
-    summary, _, history = await sync_to_async(history_load)(
-        conversation_id, exclude_id=user_message_id
     )
     counter = token_counter(engine)
     prompt = build_prompt(

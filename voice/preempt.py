@@ -15,12 +15,10 @@ import contextlib
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
-from characters.prompt import build_prompt, context_window
 from conversation.engines import ChatMessage, LlmEngine, LlmStream, get_engine
 from conversation.selectors import history_load
-from conversation.summary import token_counter
+from conversation.summary import reply_plan_for
 
 
 class Preemption:
@@ -113,31 +111,12 @@ class HandOver:
 
 def _messages(instance, engine: LlmEngine, text: str, conversation_id: Any) -> tuple[list, dict]:
     """The prompt and parameters `reply_turn` will use for `text` (blocking: reads history)."""
-    character = instance.character
-    model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
-    max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
-    context = context_window(
-        model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(model) or 0
-    )
     summary, history = "", []
     if conversation_id is not None:
         summary, _, history = history_load(conversation_id)
-    prompt = build_prompt(
-        description=character.description,
-        character_name=character.name,
-        instance_name=instance.name,
-        language=character.language,
-        memory=instance.memory,
-        summary=summary,
-        history=history,
-        user_text=text,
-        context_tokens=context,
-        reply_tokens=max_tokens,
-        count=token_counter(engine),
-    )
-    messages = [ChatMessage(m["role"], m["content"]) for m in prompt.messages]
-    params = {"model": model, "temperature": character.temperature, "max_tokens": max_tokens}
-    return messages, params
+    plan = reply_plan_for(engine, instance, text, summary, history)
+    params = {"model": plan.model, "temperature": plan.temperature, "max_tokens": plan.max_tokens}
+    return plan.messages, params
 
 
 def preemptor(*, instance):
