@@ -41,6 +41,13 @@ def fake_llm():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def fresh_fake_llm(fake_llm):
+    """Each test starts with no queued replies and the default answer."""
+    fake_llm.reset()
+    yield
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, fake_llm):
     env = {
@@ -87,7 +94,9 @@ def last_user_text(fake_llm) -> str:
 def test_talk_with_the_microphone_hears_the_reply(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
-    fake_llm.script(Reply(SPOKEN_REPLY, token_delay=0.08))
+    # Every request gets this reply: a pause mid-sentence may start a preemptive reply that is
+    # dropped when the final transcript differs, and it must not use up a one-off script.
+    fake_llm.default_reply = Reply(SPOKEN_REPLY, token_delay=0.08)
     page = open_talk_page(browser, server)
     page.get_by_role("button", name="Start microphone").click()
 
@@ -235,7 +244,6 @@ def test_history_newest_first_and_continue_a_past_conversation(browser, server, 
     from tests.fake_openai import Reply
 
     # One answer for every request: ending a conversation also asks the model (its memory).
-    fake_llm.reset()
     fake_llm.default_reply = Reply("A fine answer.")
     page = open_talk_page(browser, server)
     type_and_wait(page, "Tell me about the first voyage", 1)
