@@ -47,6 +47,7 @@ class EncodedAudio:
     data: bytes
     sample_rate: int
     content_type: str
+    duration_s: float | None = None  # how long it plays
 
 
 def content_type_for(fmt: str, sample_rate: int) -> str:
@@ -258,7 +259,8 @@ def convert(data: bytes, src_format: str, src_rate: int, fmt: str) -> EncodedAud
     if fmt not in OUTPUT_FORMATS:
         raise AudioFormatError(f"Unknown output format {fmt!r}; use one of {OUTPUT_FORMATS}.")
     if src_format == fmt == "mp3":
-        return EncodedAudio(data, src_rate, content_type_for("mp3", src_rate))
+        duration = decode_audio(data, target_rate=src_rate).duration_s
+        return EncodedAudio(data, src_rate, content_type_for("mp3", src_rate), duration)
     if src_format == "pcm16":
         pcm, rate = data, src_rate
     else:
@@ -266,4 +268,4 @@ def convert(data: bytes, src_format: str, src_rate: int, fmt: str) -> EncodedAud
         pcm, rate = decoded.pcm, decoded.sample_rate
     encoded = encode(pcm, rate, fmt)
     out_rate = min((r for r in OPUS_RATES if r >= rate), default=48000) if fmt == "ogg" else rate
-    return EncodedAudio(encoded, out_rate, content_type_for(fmt, out_rate))
+    return EncodedAudio(encoded, out_rate, content_type_for(fmt, out_rate), len(pcm) / 2 / rate)

@@ -1,6 +1,6 @@
 """The WebSocket edge: ASGI middleware in front of every socket (voice, observe, ping).
 
-It makes four promises that no consumer has to remember:
+It makes five promises that no consumer has to remember:
 
 - **Refusals explain themselves.** A handshake refused before `accept` (bad origin 4403, no or bad
   credentials 4401, unknown instance 4404) is accepted, answered with one `error` event
@@ -15,6 +15,9 @@ It makes four promises that no consumer has to remember:
   (revoked? user deactivated?) or the browser session (logged out? password changed?) is looked
   up again; when it is gone the socket gets `unauthorized` and close code 4401. A database error
   during the re-check keeps the socket (it is logged), so an outage does not hang up live calls.
+- **Sockets do not queue behind each other's database calls.** Each socket's thread-sensitive
+  calls run on one of WS_SYNC_THREADS threads (realtime/sync_threads.py), not on the process's
+  single one.
 - **A gone client is not an error.** Messages sent after the close started are dropped quietly,
   never logged as "Attempt to send on a closed protocol".
 """
@@ -32,6 +35,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts import selectors as account_selectors
+from realtime.sync_threads import socket_threads
 from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
 
 from .auth import EDGE_KEY, accepted_subprotocol, authenticated_user
@@ -195,7 +199,9 @@ class WebSocketEdge:
             return await self.inner(scope, receive, send)
         socket = _Socket(scope, receive, send)
         try:
-            return await self.inner(scope, socket.receive, socket.send)
+            return await socket_threads().run(
+                lambda: self.inner(scope, socket.receive, socket.send)
+            )
         except Exception as exc:
             if socket.accepted:
                 logger.exception("WebSocket consumer failed")

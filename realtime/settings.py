@@ -238,6 +238,9 @@ WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
 WS_MAX_BUFFERED_BYTES = env_int("WS_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)
 WS_SLOW_CLIENT_GRACE_SECONDS = env_float("WS_SLOW_CLIENT_GRACE_SECONDS", 5.0)
 WS_AUTH_RECHECK_SECONDS = env_float("WS_AUTH_RECHECK_SECONDS", 5.0)  # 0: never re-check.
+# Threads for sockets' ORM calls (realtime/sync_threads.py); also the most database connections
+# sockets hold at once. 1: every socket waits behind the others, as with plain Channels.
+WS_SYNC_THREADS = env_int("WS_SYNC_THREADS", 16)
 
 # Conversation engine (docs/conversation.md). The API key is read here only and never logged.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")

@@ -24,6 +24,7 @@ class SynthesisedAudio:
     format: str
     sample_rate: int
     engine: str
+    duration_ms: float | None = None  # how long it plays
 
 
 def stt_engine_name(language: str) -> str | None:
@@ -113,7 +114,10 @@ async def synthesize_sentence(
     encoded = await asyncio.to_thread(
         formats.convert, data, first.format, first.sample_rate, output_format
     )
-    return SynthesisedAudio(encoded.data, output_format, encoded.sample_rate, stream.engine)
+    duration_ms = None if encoded.duration_s is None else encoded.duration_s * 1000
+    return SynthesisedAudio(
+        encoded.data, output_format, encoded.sample_rate, stream.engine, duration_ms
+    )
 
 
 def reply_turn(*, instance, user, session_id: str):

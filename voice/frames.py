@@ -120,6 +120,16 @@ class BargeIn(Frame):
 
 
 @dataclass(frozen=True)
+class IgnoredTurn(Frame):
+    """Speech heard while the character was speaking that was too short to interrupt it (a
+    false interruption: "mm", "uh-huh", a cough with words read into it). The reply goes on;
+    nothing is stored (`transcript.ignored`)."""
+
+    text: str
+    reason: str = "false_interruption"
+
+
+@dataclass(frozen=True)
 class TentativeTurn(Frame):
     """What the user has said so far, at a likely end of turn: the reply stage may start the model
     early (nothing stored or sent until the `UserTurn` confirms the same text)."""
@@ -197,6 +207,7 @@ class SentenceAudio(ReplyOutput):
     sample_rate: int
     engine: str
     made_at: float
+    duration_ms: float | None = None  # how long it plays (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,12 @@ class SentenceDelivered(ReplyFrame):
     index: int
     at: float
     made_at: float | None = None  # synthesis time when audio went out
+    duration_ms: float | None = None  # how long its audio plays
+
+
+@dataclass(frozen=True)
+class ReplyEnded(ReplyFrame):
+    """Upstream report from the reply stage: it is done with this reply (stored or failed)."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +280,8 @@ class SessionStarted(Frame):
     tts_engines: tuple[str, ...]
     llm_engine: str
     turn_detection: str | None  # "server_vad", or None: only input_audio.commit ends a turn
+    barge_in: str = "speech_started"  # what interrupts a reply: "speech_started" or "partial"
+    interrupt_min_speech_ms: float | None = None  # with "speech_started"
 
 
 @dataclass(frozen=True)

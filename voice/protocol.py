@@ -195,6 +195,8 @@ def _event(frame: f.Frame) -> Event | None:
             return {"type": "transcript.partial", "text": text}
         case f.BargeIn(speech_ms=speech_ms):
             return {"type": "input_audio.speech_started", "speech_ms": speech_ms}
+        case f.IgnoredTurn(text=text, reason=reason):
+            return {"type": "transcript.ignored", "text": text, "reason": reason}
         case f.TranscriptStored():
             return {
                 "type": "transcript.final",
@@ -273,4 +275,8 @@ def _session_started(frame: f.SessionStarted) -> Event:
         "tts_engines": list(frame.tts_engines),
         "llm_engine": frame.llm_engine,
         "turn_detection": None if frame.turn_detection is None else {"type": frame.turn_detection},
+        "interruption": {
+            "by": frame.barge_in,
+            "min_speech_ms": frame.interrupt_min_speech_ms,
+        },
     }

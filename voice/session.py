@@ -156,6 +156,7 @@ class VoiceSession:
                 tts_engines=names["tts_engines"],
                 llm_engine=names["llm_engine"],
                 turn_detection=start.turn_detection,
+                **_barge_in(),
             )
         )
 
@@ -295,6 +296,16 @@ class VoiceSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _barge_in() -> dict[str, Any]:
+    """What will interrupt a reply in this session (told to the client in session.started)."""
+    if engines.voice_activity_enabled():
+        return {
+            "barge_in": "speech_started",
+            "interrupt_min_speech_ms": engines.interrupt_min_speech_ms(),
+        }
+    return {"barge_in": "partial", "interrupt_min_speech_ms": None}
 
 
 async def _closed(code: int) -> None:

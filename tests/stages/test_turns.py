@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from voice.frames import ClientCancel, Failure, Final, Interruption, Partial, TypedText, UserTurn
+from voice.frames import (
+    BargeIn,
+    ClientCancel,
+    Failure,
+    Final,
+    IgnoredTurn,
+    Interruption,
+    Partial,
+    ReplyEnded,
+    ReplyStarted,
+    SentenceDelivered,
+    TentativeTurn,
+    TypedText,
+    UserTurn,
+)
 from voice.stages.turns import TurnsStage
 
-from .helpers import run_stage
+from .helpers import Report, run_stage
 
 
 def final(text: str, end: float, *, committed: bool = False) -> Final:
@@ -65,3 +79,92 @@ async def test_rate_limited_turn_is_refused_and_interrupts_nothing():
     assert run.kinds() == ["Interruption", "UserTurn", "Failure"]
     failure = run.of(Failure)[0]
     assert (failure.code, failure.message) == ("rate_limited", "slow down")
+
+
+# False interruptions ---------------------------------------------------------------------------
+
+
+def vad_final(text: str, end: float) -> Final:
+    """A final whose turn voice activity (VAD + end of turn) ended."""
+    return Final(text, speech_end=end, final_at=end + 0.2, committed=True, decided_at=end + 0.3)
+
+
+class Clock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_short_mm_while_the_character_replies_is_ignored_and_interrupts_nothing():
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(stage, [Report(ReplyStarted("r1")), vad_final("Mm.", 1.0)])
+    assert run.kinds() == ["IgnoredTurn"]
+    assert run.of(IgnoredTurn)[0].text == "Mm."
+
+
+async def test_speech_long_enough_to_barge_in_makes_a_turn_while_replying():
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(
+        stage,
+        [Report(ReplyStarted("r1")), BargeIn(0.5, 250.0), vad_final("Wait, stop.", 1.0)],
+    )
+    assert run.kinds() == ["BargeIn", "Interruption", "Interruption", "UserTurn"]
+    assert run.of(UserTurn)[0].text == "Wait, stop."
+
+
+async def test_a_short_word_when_the_character_is_silent_is_a_turn():
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(
+        stage, [Report(ReplyStarted("r1")), Report(ReplyEnded("r1")), vad_final("Hi.", 1.0)]
+    )
+    assert [t.text for t in run.of(UserTurn)] == ["Hi."]
+
+
+async def test_the_rule_holds_while_delivered_audio_still_plays_at_the_client():
+    clock = Clock(100.0)
+    stage = TurnsStage(voice_activity=True, clock=clock)
+    played = [
+        Report(ReplyStarted("r1")),
+        Report(SentenceDelivered("r1", 0, at=100.0, duration_ms=2000.0)),
+        Report(SentenceDelivered("r1", 1, at=100.1, duration_ms=3000.0)),  # queued behind 0
+        Report(ReplyEnded("r1")),  # all sent; the client plays until 105.0
+    ]
+    run = await run_stage(stage, [*played, vad_final("Mm-hm.", 1.0)], stop=False)
+    assert run.kinds() == ["IgnoredTurn"]
+    clock.now = 104.9
+    await run_stage(stage, [vad_final("Yeah.", 2.0)], run=run, stop=False)
+    assert run.kinds() == ["IgnoredTurn", "IgnoredTurn"]
+    clock.now = 105.1  # played out
+    await run_stage(stage, [vad_final("Okay.", 3.0)], run=run)
+    assert [t.text for t in run.of(UserTurn)] == ["Okay."]
+
+
+async def test_after_an_interruption_the_client_is_silent_so_a_short_word_is_a_turn():
+    clock = Clock(100.0)
+    stage = TurnsStage(voice_activity=True, clock=clock)
+    run = await run_stage(
+        stage,
+        [
+            Report(ReplyStarted("r1")),
+            Report(SentenceDelivered("r1", 0, at=100.0, duration_ms=5000.0)),
+            ClientCancel(),
+            Report(ReplyEnded("r1")),
+            vad_final("Yes.", 1.0),
+        ],
+    )
+    assert [t.text for t in run.of(UserTurn)] == ["Yes."]
+
+
+async def test_push_to_talk_commits_are_always_turns_even_while_replying():
+    stage = TurnsStage(turn_detection=None, voice_activity=True)
+    run = await run_stage(stage, [Report(ReplyStarted("r1")), final("no", 1.0, committed=True)])
+    assert [t.text for t in run.of(UserTurn)] == ["no"]
+
+
+async def test_no_early_reply_is_started_for_a_false_interruption():
+    stage = TurnsStage(voice_activity=True)
+    tentative = Final("Mm.", speech_end=1.0, final_at=1.2, tentative=True)
+    run = await run_stage(stage, [Report(ReplyStarted("r1")), tentative])
+    assert run.of(TentativeTurn) == []

@@ -86,7 +86,9 @@ class DeliverStage(Stage):
                     logger.exception("Could not broadcast to observers")
         if isinstance(frame, SentenceAudio):
             self.report(
-                SentenceDelivered(frame.response_id, frame.index, self._clock(), frame.made_at)
+                SentenceDelivered(
+                    frame.response_id, frame.index, self._clock(), frame.made_at, frame.duration_ms
+                )
             )
         elif isinstance(frame, TextEnd):
             self.report(SpeechDone(frame.response_id))

@@ -28,6 +28,7 @@ from voice.frames import (
     Frame,
     Interruption,
     ReplyDone,
+    ReplyEnded,
     ReplyStarted,
     Sentence,
     SentenceDelivered,
@@ -202,9 +203,11 @@ class ReplyStage(Stage):
         reply = self._reply = _Reply(self._new_id(), frame)
         if not frame.answer:
             self._cut_requested = True
+        self.report(ReplyStarted(reply.id))  # The turns stage knows the character is replying.
         try:
             await self._answer(reply)
         finally:
+            self.report(ReplyEnded(reply.id))
             self._reply = None
             self._cancellable = False
             self._cut_requested = False

@@ -82,5 +82,6 @@ class SpeakStage(Stage):
                 audio.sample_rate,
                 audio.engine,
                 made_at=self._clock(),
+                duration_ms=getattr(audio, "duration_ms", None),
             )
         )

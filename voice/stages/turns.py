@@ -10,10 +10,17 @@ Typed text is always a turn of its own. Interruption policy: with the hear stage
 lasts the minimum interruption time (`BargeIn`), else a partial with words; `response.cancel` and
 every new turn interrupt the reply in flight; a turn over the rate limit is refused with an error
 and interrupts nothing.
+
+False interruptions: while the character is speaking (a reply in flight, or its delivered audio
+still playing at the client by the audio's own duration), a turn that voice activity ended but
+whose speech never lasted the minimum interruption time ("mm", "uh-huh") is not a turn: it is
+announced as `IgnoredTurn` and the reply goes on (LiveKit Agents' `min_interruption_duration`
+rule). A turn the client commits (push-to-talk) is always a turn.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from voice.frames import (
@@ -22,8 +29,12 @@ from voice.frames import (
     Failure,
     Final,
     Frame,
+    IgnoredTurn,
     Interruption,
     Partial,
+    ReplyEnded,
+    ReplyStarted,
+    SentenceDelivered,
     TentativeTurn,
     TypedText,
     UserTurn,
@@ -44,6 +55,7 @@ class TurnsStage(Stage):
         allow_turn: Callable[[], bool] = lambda: True,
         refusal: str = "Too many turns; wait a moment.",
         voice_activity: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.manual = turn_detection is None
@@ -54,17 +66,53 @@ class TurnsStage(Stage):
         self._allow_turn = allow_turn
         self._refusal = refusal
         self._held: list[Final] = []  # manual mode: finals heard since the last commit
+        self._clock = clock
+        self._barged = False  # a BargeIn (speech long enough to interrupt) since the last turn
+        self._replying: str | None = None  # the reply the reply stage is working on
+        self._audible_until = 0.0  # when the client should finish playing what was delivered
+
+    def on_report(self, frame: Frame) -> None:
+        if isinstance(frame, ReplyStarted):
+            self._replying = frame.response_id
+        elif isinstance(frame, ReplyEnded) and frame.response_id == self._replying:
+            self._replying = None
+        elif isinstance(frame, SentenceDelivered) and frame.duration_ms:
+            # The client plays sentences one after another, from when each arrives at the latest.
+            start = max(self._audible_until, frame.at)
+            self._audible_until = start + frame.duration_ms / 1000
+
+    def on_interruption(self, frame: Interruption) -> None:
+        self._audible_until = 0.0  # The client stops playing.
+
+    def character_speaking(self) -> bool:
+        """A reply is in flight, or its delivered audio is still playing at the client."""
+        return self._replying is not None or self._clock() < self._audible_until
+
+    def _false_interruption(self, final: Final) -> bool:
+        """Speech that voice activity ended while the character spoke, never long enough to
+        interrupt it (the client's own commits always count)."""
+        return (
+            self.voice_activity
+            and (final.decided_at is not None or final.tentative)
+            and not self._barged
+            and self.character_speaking()
+        )
+
+    async def _interrupt(self, reason: str) -> None:
+        self.on_interruption(Interruption(reason))
+        await self.push(Interruption(reason))
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, Partial):
             await self.push(frame)  # First, so the client sees it before the reply stops.
             if not self.voice_activity:
-                await self.push(Interruption("barge-in"))
+                await self._interrupt("barge-in")
         elif isinstance(frame, BargeIn):
+            self._barged = True
             await self.push(frame)  # The client stops its playback on it.
-            await self.push(Interruption("barge-in"))
+            await self._interrupt("barge-in")
         elif isinstance(frame, ClientCancel):
-            await self.push(Interruption("cancel"))
+            await self._interrupt("cancel")
         elif isinstance(frame, TypedText):
             await self._turn(UserTurn(frame.text, speech_end=frame.at, final_at=frame.at))
         elif isinstance(frame, Final):
@@ -74,15 +122,20 @@ class TurnsStage(Stage):
         if self.held_until_commit and (not final.committed or final.tentative):
             if final.text:
                 self._held.append(final)
-            if final.tentative and self._held:
+            if final.tentative and self._held and not self._false_interruption(final):
                 await self.push(TentativeTurn(" ".join(part.text for part in self._held)))
             return
         heard = [*self._held, final] if self.held_until_commit else [final]
         self._held = []
+        false_interruption = self._false_interruption(final)
+        self._barged = False
         spoken = [part for part in heard if part.text]
         if not spoken:
             return
         text = " ".join(part.text for part in spoken)
+        if false_interruption:
+            await self.push(IgnoredTurn(text))
+            return
         speech_end = final.speech_end if final.decided_at is not None else spoken[-1].speech_end
         await self._turn(UserTurn(text, speech_end, final.final_at, decided_at=final.decided_at))
 
@@ -90,5 +143,5 @@ class TurnsStage(Stage):
         if not self._allow_turn():
             await self.push(Failure("rate_limited", self._refusal))
             return
-        await self.push(Interruption("new turn"))
+        await self._interrupt("new turn")
         await self.push(turn)

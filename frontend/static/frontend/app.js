@@ -162,14 +162,19 @@ function onServerEvent(event) {
   switch (event.type) {
     case "session.started":
       app.dataset.session = event.session_id || "";
+      // With voice activity detection only speech_started interrupts ("mm" does not).
+      state.bargeInOnPartial = event.interruption?.by === "partial";
       if (event.stt_engine === null) voiceUnavailable();
       break;
     case "transcript.partial": {
       const text = (event.text || "").trim();
       $("partial").textContent = text;
-      if (text && player.busy) stopReply({ cancel: false }); // barge-in: the server stops too
+      if (text && state.bargeInOnPartial && player.busy) stopReply({ cancel: false });
       break;
     }
+    case "transcript.ignored": // too short to interrupt ("mm"): the reply goes on
+      $("partial").textContent = "";
+      break;
     case "input_audio.speech_started": // the server heard speech long enough to interrupt
       if (player.busy) stopReply({ cancel: false });
       break;

@@ -19,6 +19,7 @@ export const state = {
   replies: new Map(), // response_id → its <li>
   talking: false, // push-to-talk held
   voiceAvailable: true, // false when the server has no recogniser for the language
+  bargeInOnPartial: false, // session.started.interruption.by: "partial" (no voice activity detection)
   peakLevel: 0,
   framesSent: 0,
 };

@@ -1,0 +1,85 @@
+"""Threads for each WebSocket's synchronous work (ORM calls), so sockets do not queue behind one.
+
+Channels runs `database_sync_to_async` (thread-sensitive `sync_to_async`) on asgiref's single
+process-wide thread unless a `ThreadSensitiveContext` is active, and Channels opens none: every
+socket's ORM calls then wait in one line (38 % of a loaded server's busy time in our profile, see
+docs/performance.md). Django's own ASGI handler opens a context per HTTP request; this module
+does the same per WebSocket, with a bound: `WS_SYNC_THREADS` single-thread executors, each socket
+pinned to the least-loaded one. A socket's calls keep running one at a time, in order, on one
+thread (what thread-sensitive code relies on); different sockets run in parallel, and no more than
+`WS_SYNC_THREADS` database connections are opened by sockets at once.
+
+The socket runs in its own task whose context holds the `ThreadSensitiveContext`, entered and
+never exited: asgiref refuses thread-sensitive calls from tasks that outlive an exited context, and
+a socket's shielded teardown (storing the reply it cut) does outlive the socket's cancellation.
+asgiref maps contexts to executors weakly, so the mapping goes when the last such task does.
+
+Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from asgiref.sync import ThreadSensitiveContext
+
+T = TypeVar("T")
+
+
+class SyncThreads:
+    """`size` one-thread executors shared by sockets; threads start at their first call."""
+
+    def __init__(self, size: int, *, name: str = "ws-sync") -> None:
+        if size < 1:
+            raise ValueError("At least one thread is needed.")
+        self._executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{n}") for n in range(size)
+        ]
+        self._sockets = [0] * size  # sockets running on each executor now
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return len(self._executors)
+
+    def load(self) -> list[int]:
+        """Sockets running on each thread now."""
+        with self._lock:
+            return list(self._sockets)
+
+    async def run(self, socket: Callable[[], Awaitable[T]]) -> T:
+        """Await `socket()` in a task of its own whose thread-sensitive calls (and those of the
+        tasks it starts) run on the least-loaded thread. Cancelling the caller cancels it."""
+        with self._lock:
+            slot = min(range(len(self._sockets)), key=self._sockets.__getitem__)
+            self._sockets[slot] += 1
+        executor = self._executors[slot]
+
+        async def pinned() -> T:
+            await ThreadSensitiveContext(executor=executor).__aenter__()  # never exited (above)
+            return await socket()
+
+        try:
+            return await asyncio.create_task(pinned(), name="ws-socket")
+        finally:
+            with self._lock:
+                self._sockets[slot] -= 1
+
+
+_shared: SyncThreads | None = None
+_shared_lock = threading.Lock()
+
+
+def socket_threads() -> SyncThreads:
+    """The process's pool, sized by `settings.WS_SYNC_THREADS` at first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            from django.conf import settings
+
+            _shared = SyncThreads(settings.WS_SYNC_THREADS)
+        return _shared
