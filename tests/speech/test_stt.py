@@ -64,8 +64,8 @@ def test_vosk_final_text_does_not_depend_on_chunk_size(vosk_ko, korean_model_pat
     # API (measured: 3-8 distinct transcripts in 10 runs of this espeak-ng Korean, which is
     # gibberish to the model, so close calls flip). Chunking is therefore checked for
     # near-identical text here, and exactly with the deterministic PocketSphinx below; our code
-    # feeds Vosk the same 100 ms frames whatever the chunk size. Seen between two runs with the
-    # same chunking: a ratio of 0.69, so 0.6; lost or repeated audio falls far below it.
+    # feeds Vosk the same 100 ms frames whatever the chunk size. Seen on unchanged code: a ratio
+    # of 0.69 (CI-like load), so 0.6; lost or repeated audio falls far below it.
     texts = []
     for seconds in (0.01, 0.1, 1.0):
         recognizer = VoskRecognizer(korean_model_path, 16000)
