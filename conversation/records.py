@@ -26,9 +26,17 @@ def storable(text: str) -> str:
 
 
 def conversation_open(
-    instance_id: Any, user: AbstractBaseUser, conversation_id: Any, channel: str, *, lock: bool
+    instance_id: Any,
+    user: AbstractBaseUser,
+    conversation_id: Any,
+    channel: str,
+    *,
+    lock: bool,
+    continue_ended: bool = False,
 ) -> Conversation:
-    """A new conversation (`conversation_id` falsy) or the user's open one on this instance."""
+    """A new conversation (`conversation_id` falsy) or the user's open one on this instance.
+    `continue_ended`: a conversation the idle sweep ended is opened again (a live session that
+    was silent for a while goes on where it was) instead of raising `ConversationEnded`."""
     if not conversation_id:
         return Conversation.objects.create(
             instance_id=instance_id, owner=user, channel=channel[:20]
@@ -39,12 +47,21 @@ def conversation_open(
     except (Conversation.DoesNotExist, ValidationError, ValueError) as exc:
         raise ConversationNotFound("No such conversation for this instance.") from exc
     if conversation.ended_at is not None:
-        raise ConversationEnded("This conversation has ended; start a new one.")
+        if not continue_ended:
+            raise ConversationEnded("This conversation has ended; start a new one.")
+        Conversation.objects.filter(pk=conversation.pk).update(ended_at=None)
+        conversation.ended_at = None
     return conversation
 
 
 def user_message_store(
-    instance_id: Any, user: AbstractBaseUser, text: str, conversation_id: Any, channel: str
+    instance_id: Any,
+    user: AbstractBaseUser,
+    text: str,
+    conversation_id: Any,
+    channel: str,
+    *,
+    continue_ended: bool = False,
 ) -> tuple[Conversation, Message]:
     """Store the user's message (in a new conversation when `conversation_id` is None); the
     conversation comes back with its instance and character loaded."""
@@ -52,7 +69,14 @@ def user_message_store(
     def write() -> tuple[Conversation, Message]:
         instance = CharacterInstance.objects.select_related("character").get(pk=instance_id)
         with transaction.atomic():
-            conversation = conversation_open(instance_id, user, conversation_id, channel, lock=True)
+            conversation = conversation_open(
+                instance_id,
+                user,
+                conversation_id,
+                channel,
+                lock=True,
+                continue_ended=continue_ended,
+            )
             message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, text=text
             )

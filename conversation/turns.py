@@ -114,9 +114,11 @@ def reply_turn(
     observe: bool = True,
     session_id: str | None = None,
     response_id: str | None = None,
+    continue_ended: bool = False,
 ) -> ReplyTurn:
     """A turn to use with `async with`. `observe=False` leaves publishing to the caller;
-    `session_id` and `response_id` are copied into the observer events."""
+    `session_id` and `response_id` are copied into the observer events. `continue_ended`: a
+    live session's conversation that the idle sweep ended meanwhile is opened again."""
     return ReplyTurn(
         instance=instance,
         user=user,
@@ -127,6 +129,7 @@ def reply_turn(
         observe=observe,
         session_id=session_id,
         response_id=response_id,
+        continue_ended=continue_ended,
     )
 
 
@@ -145,8 +148,10 @@ class ReplyTurn:
         observe: bool,
         session_id: str | None,
         response_id: str | None,
+        continue_ended: bool = False,
     ) -> None:
         self.instance = instance
+        self._continue_ended = continue_ended
         self.user = user
         self.text = text
         self.channel = channel
@@ -267,7 +272,12 @@ class ReplyTurn:
     async def _store_user(self, text: str) -> None:
         try:
             conversation, message = await sync_to_async(records.user_message_store)(
-                self.instance.pk, self.user, text, self._requested, self.channel
+                self.instance.pk,
+                self.user,
+                text,
+                self._requested,
+                self.channel,
+                continue_ended=self._continue_ended,
             )
         except TRANSIENT as exc:
             raise MessageNotStored(

@@ -272,3 +272,43 @@ async def test_a_closed_session_is_freed_without_a_garbage_collection(user, nova
         assert freed() is None, gc.get_referrers(freed()) if freed() else None
     finally:
         gc.enable()
+
+
+async def test_a_live_session_goes_on_after_the_idle_sweep_ended_its_conversation(
+    token, nova, fake_openai, settings
+):
+    """A socket left open and silent past MEMORY_IDLE_SECONDS: the sweep ends the conversation
+    (and consolidates its memory); the next turn continues that same conversation, with its
+    history in the prompt, instead of failing."""
+    from conversation.memory import consolidate_idle
+
+    settings.MEMORY_IDLE_SECONDS = 0
+    fake_openai.default_reply = Reply("Noted.")
+    ws = await connect(token)
+    await start_session(ws, "nova")
+    await send(ws, {"type": "input_text", "text": "My ship is called Lumen."})
+    first = await events_until(ws, "response.done", timeout=30)
+    conversation_id = first[-1]["conversation_id"]
+    await consolidate_idle()
+    ended = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert ended.ended_at is not None, "the sweep ended it"
+
+    await send(ws, {"type": "input_text", "text": "What is my ship called?"})
+    second = await events_until(ws, "response.done", timeout=30)
+    assert not [e for e in second if e["type"] == "error"], second
+    final = next(e for e in second if e["type"] == "transcript.final")
+    assert final["conversation_id"] == conversation_id
+    assert second[-1]["conversation_id"] == conversation_id and "error" not in second[-1]
+    reopened = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert reopened.ended_at is None
+    texts = await database_sync_to_async(
+        lambda: list(
+            Message.objects.filter(conversation_id=conversation_id)
+            .order_by("created_at")
+            .values_list("text", flat=True)
+        )
+    )()
+    assert texts == ["My ship is called Lumen.", "Noted.", "What is my ship called?", "Noted."]
+    prompt = " ".join(m["content"] for m in fake_openai.chat_requests[-1].messages)
+    assert "My ship is called Lumen." in prompt
+    await ws.disconnect()

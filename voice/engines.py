@@ -140,6 +140,8 @@ def reply_turn(*, instance, user, session_id: str):
             observe=False,
             session_id=session_id,
             engine=engine,
+            # The session is live: silence long enough for the idle sweep does not end it.
+            continue_ended=True,
         )
 
     return open_turn
