@@ -4,6 +4,9 @@
 const CLOSE_NORMAL = 1000;
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_TIMEOUT = 4408; // idle or too long: reconnect only when the user acts again
+// Refusals that a retry cannot change: a bad origin (4403), an unknown instance (4404).
+// Anything else (1006 dropped, 1011, 1013 "try again later", 4429 slow) retries with back-off.
+const CLOSE_FINAL = new Set([CLOSE_NORMAL, CLOSE_TIMEOUT, 4403, 4404]);
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
@@ -73,7 +76,7 @@ export class VoiceConnection {
       if (close.code === CLOSE_UNAUTHORIZED) {
         this.wanted = false;
         this.onState("unauthorized", { code: close.code });
-      } else if (!this.wanted || close.code === CLOSE_NORMAL || close.code === CLOSE_TIMEOUT) {
+      } else if (!this.wanted || CLOSE_FINAL.has(close.code)) {
         this.wanted = false;
         this.onState("closed", { code: close.code });
       } else {
