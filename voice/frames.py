@@ -120,6 +120,21 @@ class BargeIn(Frame):
 
 
 @dataclass(frozen=True)
+class PauseReply(Frame):
+    """Speech long enough to interrupt began while the character spoke: hold the reply's output
+    (the client pauses its playback on `input_audio.speech_started`) until words are heard
+    (then an `Interruption` cuts it) or the speech ends without any (`ResumeReply`)."""
+
+
+@dataclass(frozen=True)
+class ResumeReply(Frame):
+    """A false interruption (speech without words): the held reply goes on
+    (`response.resumed`). `response_id`: the reply in flight, if the server still has one."""
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True)
 class IgnoredTurn(Frame):
     """Speech heard while the character was speaking that was too short to interrupt it (a
     false interruption: "mm", "uh-huh", a cough with words read into it). The reply goes on;

@@ -195,6 +195,8 @@ def _event(frame: f.Frame) -> Event | None:
             return {"type": "transcript.partial", "text": text}
         case f.BargeIn(speech_ms=speech_ms):
             return {"type": "input_audio.speech_started", "speech_ms": speech_ms}
+        case f.ResumeReply(response_id=response_id):
+            return {"type": "response.resumed", "response_id": response_id}
         case f.IgnoredTurn(text=text, reason=reason):
             return {"type": "transcript.ignored", "text": text, "reason": reason}
         case f.TranscriptStored():

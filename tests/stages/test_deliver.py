@@ -8,7 +8,9 @@ from voice.frames import (
     Failure,
     Interruption,
     Partial,
+    PauseReply,
     ReplyDone,
+    ResumeReply,
     SentenceAudio,
     SentenceDelivered,
     SpeechDone,
@@ -83,3 +85,39 @@ async def test_a_client_that_does_not_read_overflows_once():
     await stage.stop()
     assert len(overflows) == 1 and "slow client" in overflows[0]
     assert [f["message"] for f in socket.frames] == ["0", "1"]
+
+
+async def test_a_paused_reply_is_held_then_resumed_in_order():
+    socket = Socket()
+    stage = DeliverStage(socket.send_text, socket.send_bytes, max_items=10, clock=lambda: 4.0)
+    run = await run_stage(stage, [audio(0)], stop=False)
+    await stage.accept(PauseReply())
+    for frame in (audio(1), Partial("mm"), audio(2), TextEnd("r1")):
+        await stage.accept(frame)
+    await settle(stage)
+    sent = [f["type"] if isinstance(f, dict) else f for f in socket.frames]
+    assert sent == ["response.audio", b"A0", "transcript.partial"], "held, but not the partial"
+    assert [r.index for r in run.up if isinstance(r, SentenceDelivered)] == [0]
+    await stage.accept(ResumeReply("r1"))
+    await settle(stage)
+    await stage.stop()
+    sent = [f["type"] if isinstance(f, dict) else f for f in socket.frames]
+    assert sent[3:] == ["response.resumed", "response.audio", b"A1", "response.audio", b"A2"]
+    assert socket.frames[3] == {"type": "response.resumed", "response_id": "r1"}
+    assert [r.index for r in run.up if isinstance(r, SentenceDelivered)] == [0, 1, 2]
+    assert run.up[-1] == SpeechDone("r1")
+
+
+async def test_an_interruption_drops_the_held_audio_so_it_is_never_heard():
+    socket = Socket()
+    stage = DeliverStage(socket.send_text, socket.send_bytes, max_items=10)
+    run = await run_stage(stage, [PauseReply()], stop=False)
+    for frame in (audio(0), TextEnd("r1")):
+        await stage.accept(frame)
+    await stage.accept(Interruption("barge-in"))
+    done = ReplyDone("r1", "", True, "m2", "c1")
+    await stage.accept(done)
+    await settle(stage)
+    await stage.stop()
+    assert [f["type"] for f in socket.frames] == ["response.done", "metrics"]
+    assert run.up == [SpeechDone("r1")]  # The text's end went out; no audio was delivered.

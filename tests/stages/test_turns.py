@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from voice.frames import (
     BargeIn,
     ClientCancel,
@@ -12,6 +14,7 @@ from voice.frames import (
     Partial,
     ReplyEnded,
     ReplyStarted,
+    ResumeReply,
     SentenceDelivered,
     TentativeTurn,
     TypedText,
@@ -110,8 +113,50 @@ async def test_speech_long_enough_to_barge_in_makes_a_turn_while_replying():
         stage,
         [Report(ReplyStarted("r1")), BargeIn(0.5, 250.0), vad_final("Wait, stop.", 1.0)],
     )
-    assert run.kinds() == ["BargeIn", "Interruption", "Interruption", "UserTurn"]
+    # Paused at once, cut when the words arrive, then the turn.
+    assert run.kinds() == ["BargeIn", "PauseReply", "Interruption", "Interruption", "UserTurn"]
     assert run.of(UserTurn)[0].text == "Wait, stop."
+
+
+async def test_a_partial_with_words_cuts_a_paused_reply():
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(
+        stage, [Report(ReplyStarted("r1")), BargeIn(0.5, 260.0), Partial(""), Partial("wait")]
+    )
+    assert run.kinds() == ["BargeIn", "PauseReply", "Partial", "Partial", "Interruption"]
+    assert run.of(Interruption)[0].reason == "barge-in"
+
+
+async def test_speech_without_words_resumes_the_paused_reply():
+    """A cough long enough to barge in: the reply pauses, then resumes when the speech ends
+    with no words; nothing is interrupted and no turn is made."""
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(
+        stage, [Report(ReplyStarted("r1")), BargeIn(0.5, 300.0), vad_final("", 1.2)]
+    )
+    assert run.kinds() == ["BargeIn", "PauseReply", "ResumeReply"]
+    assert run.of(ResumeReply)[0].response_id == "r1"
+
+
+async def test_a_pause_nobody_ends_resumes_after_the_limit():
+    stage = TurnsStage(voice_activity=True, pause_limit_s=0.05)
+    run = await run_stage(stage, [Report(ReplyStarted("r1")), BargeIn(0.5, 300.0)], stop=False)
+    await asyncio.sleep(0.1)
+    await stage.stop()
+    assert run.kinds() == ["BargeIn", "PauseReply", "ResumeReply"]
+
+
+async def test_push_to_talk_speech_interrupts_at_once():
+    stage = TurnsStage(turn_detection=None, voice_activity=True)
+    run = await run_stage(stage, [Report(ReplyStarted("r1")), BargeIn(0.5, 300.0)])
+    assert run.kinds() == ["BargeIn", "Interruption"]
+
+
+async def test_speech_when_the_character_is_silent_pauses_nothing():
+    stage = TurnsStage(voice_activity=True)
+    run = await run_stage(stage, [BargeIn(0.5, 300.0), vad_final("Hello there.", 1.0)])
+    assert "PauseReply" not in run.kinds()
+    assert [t.text for t in run.of(UserTurn)] == ["Hello there."]
 
 
 async def test_a_short_word_when_the_character_is_silent_is_a_turn():

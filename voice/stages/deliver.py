@@ -5,6 +5,11 @@ interruption drops the audio still waiting (never sent); a write in progress fin
 go upstream as things reach the socket: each sentence's audio (`SentenceDelivered`) and the end
 of a reply (`SpeechDone`). More than `max_items` frames waiting means the client does not read:
 `on_overflow` is called (once) and the frame is dropped.
+
+`PauseReply` holds the reply's frames (those waiting and those still to come) without sending
+them; `ResumeReply` sends `response.resumed` and then them, in order; an interruption drops the
+held audio and sends the rest (text), as it does for audio waiting in the queue. What is held
+was not heard: it is reported delivered only when it goes out.
 """
 
 from __future__ import annotations
@@ -13,11 +18,22 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voice import protocol
-from voice.frames import Frame, Interruption, SentenceAudio, SentenceDelivered, SpeechDone, TextEnd
+from voice.frames import (
+    Frame,
+    Interruption,
+    PauseReply,
+    ReplyFrame,
+    ResumeReply,
+    SentenceAudio,
+    SentenceDelivered,
+    SpeechDone,
+    TextEnd,
+)
 
 from .base import Stage
 
@@ -49,6 +65,8 @@ class DeliverStage(Stage):
         self._overflowed = False
         self._broadcast = broadcast
         self._clock = clock
+        self._paused = False
+        self._held: deque[Frame] = deque()  # reply frames held while paused, in order
 
     def set_broadcast(self, broadcast: Broadcast | None) -> None:
         """Observed events also go to `broadcast` (the instance's observers)."""
@@ -60,6 +78,21 @@ class DeliverStage(Stage):
         self._on_overflow = _ignore
 
     async def accept(self, frame: Frame) -> None:
+        if isinstance(frame, PauseReply):
+            self._paused = True
+            self._held.extend(f for f in self._queue if isinstance(f, ReplyFrame))
+            self._queue = deque(f for f in self._queue if not isinstance(f, ReplyFrame))
+            return
+        if isinstance(frame, ResumeReply):
+            self._paused = False
+            held, self._held = self._held, deque()
+            await super().accept(frame)
+            for item in held:
+                await super().accept(item)
+            return
+        if self._paused and isinstance(frame, ReplyFrame):
+            self._held.append(frame)
+            return
         if not isinstance(frame, Interruption) and len(self._queue) >= self._max_items:
             if not self._overflowed:
                 self._overflowed = True
@@ -68,7 +101,11 @@ class DeliverStage(Stage):
         await super().accept(frame)
 
     def cut(self, frame: Interruption) -> asyncio.Task | None:
-        self._queue = type(self._queue)(f for f in self._queue if not self.drops(f))
+        self._paused = False
+        held, self._held = self._held, deque()
+        self._queue = deque(f for f in (*self._queue, *held) if not self.drops(f))
+        if self._queue:
+            self._ready.set()
         return None  # A write in progress completes: an event is never split from its audio.
 
     def drops(self, frame: Frame) -> bool:

@@ -16,10 +16,18 @@ still playing at the client by the audio's own duration), a turn that voice acti
 whose speech never lasted the minimum interruption time ("mm", "uh-huh") is not a turn: it is
 announced as `IgnoredTurn` and the reply goes on (LiveKit Agents' `min_interruption_duration`
 rule). A turn the client commits (push-to-talk) is always a turn.
+
+Speech that does last the minimum while the character speaks (server_vad only) first *pauses* the
+reply (`PauseReply`: the deliver stage holds its output; the client pauses playback on
+`input_audio.speech_started`). Words (a partial or final with text) then cut it as an
+interruption; if the speech ends without any (a cough, a laugh, a door) the reply resumes
+(`ResumeReply`), as does one held longer than `pause_limit_s` (LiveKit Agents'
+`resume_false_interruption`). Push-to-talk speech is meant: it interrupts at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -32,8 +40,10 @@ from voice.frames import (
     IgnoredTurn,
     Interruption,
     Partial,
+    PauseReply,
     ReplyEnded,
     ReplyStarted,
+    ResumeReply,
     SentenceDelivered,
     TentativeTurn,
     TypedText,
@@ -56,6 +66,7 @@ class TurnsStage(Stage):
         refusal: str = "Too many turns; wait a moment.",
         voice_activity: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        pause_limit_s: float = 10.0,
     ) -> None:
         super().__init__()
         self.manual = turn_detection is None
@@ -70,6 +81,9 @@ class TurnsStage(Stage):
         self._barged = False  # a BargeIn (speech long enough to interrupt) since the last turn
         self._replying: str | None = None  # the reply the reply stage is working on
         self._audible_until = 0.0  # when the client should finish playing what was delivered
+        self._paused = False  # the reply is held until words are heard or the speech ends
+        self._pause_limit_s = pause_limit_s
+        self._pause_timer: asyncio.Task | None = None
 
     def on_report(self, frame: Frame) -> None:
         if isinstance(frame, ReplyStarted):
@@ -83,6 +97,34 @@ class TurnsStage(Stage):
 
     def on_interruption(self, frame: Interruption) -> None:
         self._audible_until = 0.0  # The client stops playing.
+        self._end_pause()
+
+    async def stop(self) -> None:
+        self._end_pause()
+        await super().stop()
+
+    # Pause and resume (false interruptions with speech long enough) ---------------------------
+
+    async def _pause(self) -> None:
+        self._paused = True
+        self._pause_timer = asyncio.create_task(self._resume_later(), name="TurnsStage.pause")
+        await self.push(PauseReply())
+
+    async def _resume_later(self) -> None:
+        await asyncio.sleep(self._pause_limit_s)
+        self._pause_timer = None  # Ending here: _resume must not cancel this very task.
+        await self._resume()
+
+    async def _resume(self) -> None:
+        if self._paused:
+            self._end_pause()
+            await self.push(ResumeReply(self._replying))
+
+    def _end_pause(self) -> None:
+        self._paused = False
+        timer, self._pause_timer = self._pause_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
 
     def character_speaking(self) -> bool:
         """A reply is in flight, or its delivered audio is still playing at the client."""
@@ -105,12 +147,15 @@ class TurnsStage(Stage):
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, Partial):
             await self.push(frame)  # First, so the client sees it before the reply stops.
-            if not self.voice_activity:
+            if not self.voice_activity or (self._paused and frame.text.strip()):
                 await self._interrupt("barge-in")
         elif isinstance(frame, BargeIn):
             self._barged = True
-            await self.push(frame)  # The client stops its playback on it.
-            await self._interrupt("barge-in")
+            await self.push(frame)  # The client pauses (or stops) its playback on it.
+            if not self.manual and not self._paused and self.character_speaking():
+                await self._pause()
+            elif not self._paused:
+                await self._interrupt("barge-in")
         elif isinstance(frame, ClientCancel):
             await self._interrupt("cancel")
         elif isinstance(frame, TypedText):
@@ -119,6 +164,8 @@ class TurnsStage(Stage):
             await self._final(frame)
 
     async def _final(self, final: Final) -> None:
+        if self._paused and final.text:
+            await self._interrupt("barge-in")  # Words: a real interruption.
         if self.held_until_commit and (not final.committed or final.tentative):
             if final.text:
                 self._held.append(final)
@@ -131,6 +178,7 @@ class TurnsStage(Stage):
         self._barged = False
         spoken = [part for part in heard if part.text]
         if not spoken:
+            await self._resume()  # The speech ended without words: a false interruption.
             return
         text = " ".join(part.text for part in spoken)
         if false_interruption:

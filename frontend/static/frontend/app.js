@@ -175,8 +175,11 @@ function onServerEvent(event) {
     case "transcript.ignored": // too short to interrupt ("mm"): the reply goes on
       $("partial").textContent = "";
       break;
-    case "input_audio.speech_started": // the server heard speech long enough to interrupt
-      if (player.busy) stopReply({ cancel: false });
+    case "input_audio.speech_started": // speech long enough to interrupt: hold the reply
+      if (player.busy) player.pause(); // words cut it (response.done), none resume it
+      break;
+    case "response.resumed": // the speech had no words: a false interruption
+      player.resume();
       break;
     case "transcript.final":
       $("partial").textContent = "";
@@ -224,6 +227,7 @@ function responseDone(event) {
   item.dataset.state = "done";
   item.dataset.messageId = event.message_id || "";
   if (event.interrupted) {
+    player.stop(event.response_id);
     markInterrupted(item);
     presence.interrupted(inputs());
   }

@@ -1,5 +1,6 @@
 // Reply audio: one complete sentence at a time, decoded and scheduled back to back on the
-// Web Audio clock so there is no gap between sentences; `stop()` silences everything at once.
+// Web Audio clock so there is no gap between sentences; `stop()` silences everything at once;
+// `pause()` / `resume()` hold and continue it where it was (the audio clock itself stops).
 
 export class Player {
   /** @param {(event: {type: string, index: number, response_id: string}) => void} onEvent */
@@ -11,6 +12,7 @@ export class Player {
     this.chain = Promise.resolve(); // decodes finish in arrival (= index) order
     this.generation = 0; // bumped by stop(): decodes of an older generation are dropped
     this.cancelled = new Set(); // response ids whose late audio must not play
+    this.paused = false;
   }
 
   get busy() {
@@ -19,7 +21,7 @@ export class Player {
 
   ensureContext() {
     if (!this.context) this.context = new AudioContext();
-    if (this.context.state === "suspended") this.context.resume();
+    if (this.context.state === "suspended" && !this.paused) this.context.resume();
     return this.context;
   }
 
@@ -62,6 +64,18 @@ export class Player {
     this.onEvent({ type: "playback.queued", ...meta });
   }
 
+  /** Hold playback where it is (the user may be interrupting; docs/protocol.md#barge-in). */
+  pause() {
+    if (this.context && this.context.state === "running") this.context.suspend();
+    this.paused = true;
+  }
+
+  /** Continue after `pause()` (a false interruption). */
+  resume() {
+    this.paused = false;
+    if (this.context && this.context.state === "suspended") this.context.resume();
+  }
+
   /** Stop at once: silence what sounds, drop what is queued, ignore late audio of `responseId`. */
   stop(responseId) {
     if (responseId) this.cancelled.add(responseId);
@@ -78,6 +92,7 @@ export class Player {
       }
     }
     this.nextStart = 0;
+    this.resume();
     if (wasPlaying.length > 0) {
       const { index, response_id } = wasPlaying[0].meta;
       this.onEvent({ type: "playback.stopped", index, response_id });
