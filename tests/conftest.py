@@ -54,26 +54,87 @@ class ApiClient:
         return self.request("delete", path, **extra)
 
 
-@pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="alice-pass-123")
+# Users, tokens and characters: one family. The factories (`make_user`, `make_token`,
+# `make_character`, `make_instance`) build as many as a test needs; the plain fixtures below are
+# the usual ones, built on them, and a test module overrides one (say `instance`) where it needs
+# other data.
+
+LUNA = {
+    "name": "Luna the Pirate",
+    "description": "A cheerful pirate captain who loves the sea and bad jokes.",
+    "language": "en",
+}
+NOVA = {"name": "Captain Nova", "description": "A calm captain.", "language": "en"}
 
 
 @pytest.fixture
-def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
+def make_user(db, django_user_model):
+    """`make_user("mallory")`: a user whose password is `<username>-pass-123`."""
+
+    def make(username: str = "alice", **fields):
+        return django_user_model.objects.create_user(
+            username=username, password=f"{username}-pass-123", **fields
+        )
+
+    return make
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user(
-        username="staff", password="staff-pass-123", is_staff=True
-    )
+def make_token(db):
+    """`make_token(user)`: the plaintext of a new API token of `user`."""
+
+    def make(user, name: str = "tests") -> str:
+        return token_create(user=user, name=name).plaintext
+
+    return make
 
 
 @pytest.fixture
-def token(user) -> str:
-    return token_create(user=user, name="tests").plaintext
+def make_character(db):
+    """`make_character(owner, **fields)`: Luna the Pirate (English), or what `fields` change."""
+
+    def make(owner, **fields):
+        return services.character_create(owner=owner, **{**LUNA, **fields})
+
+    return make
+
+
+@pytest.fixture
+def make_instance(make_character):
+    """`make_instance(owner, name, memory)`: an instance of `character`, or of a new character
+    made of `character_fields` (Luna the Pirate by default)."""
+
+    def make(owner, name: str = "Luna", memory: str = "", *, character=None, **character_fields):
+        if character is None:
+            character = make_character(owner, **character_fields)
+        return services.instance_create(owner=owner, character=character, name=name, memory=memory)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def staff_user(make_user):
+    return make_user("staff", is_staff=True)
+
+
+@pytest.fixture
+def token(user, make_token) -> str:
+    return make_token(user)
+
+
+@pytest.fixture
+def other_token(other_user, make_token) -> str:
+    return make_token(other_user)
 
 
 @pytest.fixture
@@ -82,13 +143,13 @@ def api(token) -> ApiClient:
 
 
 @pytest.fixture
-def other_api(other_user) -> ApiClient:
-    return ApiClient(Client(), token_create(user=other_user).plaintext)
+def other_api(other_token) -> ApiClient:
+    return ApiClient(Client(), other_token)
 
 
 @pytest.fixture
-def staff_api(staff_user) -> ApiClient:
-    return ApiClient(Client(), token_create(user=staff_user).plaintext)
+def staff_api(staff_user, make_token) -> ApiClient:
+    return ApiClient(Client(), make_token(staff_user))
 
 
 @pytest.fixture
@@ -97,9 +158,9 @@ def anon_api() -> ApiClient:
 
 
 @pytest.fixture
-def character(user):
-    return services.character_create(
-        owner=user,
+def character(user, make_character):
+    return make_character(
+        user,
         name="Doña Rosa",
         description="Una abuela cariñosa de Madrid.",
         language="es",
@@ -108,22 +169,24 @@ def character(user):
 
 
 @pytest.fixture
-def instance(user, character):
-    return services.instance_create(
-        owner=user, character=character, name="rosa", memory="Vive en Madrid."
-    )
+def instance(user, character, make_instance):
+    return make_instance(user, "rosa", "Vive en Madrid.", character=character)
 
 
 @pytest.fixture
-def other_character(other_user):
-    return services.character_create(
-        owner=other_user, name="Captain Nova", description="A calm captain.", language="en"
-    )
+def nova(user, make_character, make_instance):
+    """The user's instance `nova` of Captain Nova (English)."""
+    return make_instance(user, "nova", character=make_character(user, **NOVA))
 
 
 @pytest.fixture
-def other_instance(other_user, other_character):
-    return services.instance_create(owner=other_user, character=other_character, name="nova")
+def other_character(other_user, make_character):
+    return make_character(other_user, **NOVA)
+
+
+@pytest.fixture
+def other_instance(other_user, other_character, make_instance):
+    return make_instance(other_user, "nova", character=other_character)
 
 
 @pytest.fixture(autouse=True)
@@ -144,37 +207,6 @@ def _fast_password_hashing(settings):
 def _no_background_sweeps(settings):
     """Tests run the idle sweep explicitly; no periodic task outlives a test's event loop."""
     settings.MEMORY_SWEEP_SECONDS = 0
-
-
-@pytest.fixture
-def make_user(db):
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import token_create
-
-    def make(username: str = "alice"):
-        user = get_user_model().objects.create_user(username=username, password="pw-123456789")
-        user.api_token = token_create(user=user).plaintext
-        return user
-
-    return make
-
-
-@pytest.fixture
-def make_instance(db):
-    from characters import services
-
-    def make(owner, name: str = "Luna", memory: str = "", **character_fields):
-        fields = {
-            "name": "Luna the Pirate",
-            "description": "A cheerful pirate captain who loves the sea and bad jokes.",
-            "language": "en",
-        }
-        fields.update(character_fields)
-        character = services.character_create(owner=owner, **fields)
-        return services.instance_create(owner=owner, character=character, name=name, memory=memory)
-
-    return make
 
 
 @pytest.fixture(autouse=True)

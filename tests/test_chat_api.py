@@ -18,20 +18,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def instance(owner, make_instance):
-    return make_instance(owner, name="Luna", memory="The user's name is Ana.")
+def instance(user, make_instance):
+    return make_instance(user, name="Luna", memory="The user's name is Ana.")
 
 
 class client_for:
-    """An AsyncClient that sends the user's token (constructor headers are not applied here)."""
+    """An AsyncClient that sends a user's token (constructor headers are not applied here)."""
 
-    def __init__(self, user, **headers: str) -> None:
-        self.headers = {"Authorization": f"Bearer {user.api_token}", **headers}
+    def __init__(self, token: str, **headers: str) -> None:
+        self.headers = {"Authorization": f"Bearer {token}", **headers}
 
     async def post(self, path: str, data=None, **kwargs):
         return await AsyncClient().post(path, data, headers=self.headers, **kwargs)
@@ -51,9 +46,9 @@ async def messages_of(conversation_id) -> list[Message]:
     )
 
 
-async def test_json_reply_is_stored_with_prompt_and_timings(fake_openai, owner, instance):
+async def test_json_reply_is_stored_with_prompt_and_timings(fake_openai, user, token, instance):
     fake_openai.script("Ahoy Ana! The sea is calm today.")
-    response = await client_for(owner).post(
+    response = await client_for(token).post(
         f"/api/instances/{instance.id}/chat",
         {"text": "Hello, how is the sea?"},
         content_type="application/json",
@@ -86,7 +81,7 @@ async def test_json_reply_is_stored_with_prompt_and_timings(fake_openai, owner, 
 
     # The same conversation continues with its history in the prompt.
     fake_openai.script("Yes, still calm.")
-    again = await client_for(owner).post(
+    again = await client_for(token).post(
         f"/api/instances/{instance.id}/chat",
         {"text": "Still calm?", "conversation": body["conversation_id"]},
         content_type="application/json",
@@ -100,20 +95,20 @@ async def test_json_reply_is_stored_with_prompt_and_timings(fake_openai, owner, 
     ]
 
 
-async def test_character_model_name_overrides_the_default(fake_openai, owner, make_instance):
+async def test_character_model_name_overrides_the_default(fake_openai, user, token, make_instance):
     instance = await sync_to_async(make_instance)(
-        owner, name="Nova", model_name="gpt-4o-mini", temperature=0.3, max_tokens=77
+        user, name="Nova", model_name="gpt-4o-mini", temperature=0.3, max_tokens=77
     )
-    await client_for(owner).post(
+    await client_for(token).post(
         f"/api/instances/{instance.id}/chat", {"text": "Hi"}, content_type="application/json"
     )
     sent = fake_openai.chat_requests[-1].json
     assert (sent["model"], sent["temperature"], sent["max_tokens"]) == ("gpt-4o-mini", 0.3, 77)
 
 
-async def test_sse_streams_deltas_then_done(fake_openai, owner, instance):
+async def test_sse_streams_deltas_then_done(fake_openai, token, instance):
     fake_openai.script("Ahoy there, matey!")
-    response = await client_for(owner).post(
+    response = await client_for(token).post(
         f"/api/instances/{instance.id}/chat?stream=1",
         {"text": "Hi"},
         content_type="application/json",
@@ -131,9 +126,9 @@ async def test_sse_streams_deltas_then_done(fake_openai, owner, instance):
     assert done["timings"]["first_token_ms"] is not None
 
 
-async def test_sse_with_accept_header_and_mid_stream_cut(fake_openai, owner, instance):
+async def test_sse_with_accept_header_and_mid_stream_cut(fake_openai, token, instance):
     fake_openai.script(Reply("One two three four five", cut_after=3))
-    response = await client_for(owner, Accept="text/event-stream").post(
+    response = await client_for(token, Accept="text/event-stream").post(
         f"/api/instances/{instance.id}/chat", {"text": "Count"}, content_type="application/json"
     )
     events = parse_sse(b"".join([c async for c in response.streaming_content]).decode())
@@ -145,9 +140,9 @@ async def test_sse_with_accept_header_and_mid_stream_cut(fake_openai, owner, ins
     assert stored[-1].error.startswith("llm_stream_cut: ")
 
 
-async def test_json_error_keeps_user_message_and_marks_reply(fake_openai, owner, instance):
+async def test_json_error_keeps_user_message_and_marks_reply(fake_openai, token, instance):
     fake_openai.fail(401, message=f"Incorrect API key provided: {API_KEY}")
-    response = await client_for(owner).post(
+    response = await client_for(token).post(
         f"/api/instances/{instance.id}/chat", {"text": "Hello?"}, content_type="application/json"
     )
     assert response.status_code == 502
@@ -159,7 +154,7 @@ async def test_json_error_keeps_user_message_and_marks_reply(fake_openai, owner,
     assert stored[1].error.startswith("llm_auth: ") and API_KEY not in stored[1].error
 
 
-async def test_client_disconnect_stores_partial_reply_as_interrupted(fake_openai, owner, instance):
+async def test_client_disconnect_stores_partial_reply_as_interrupted(fake_openai, token, instance):
     from realtime.asgi import application
 
     fake_openai.script(Reply("a b c d e f g h i j k l", token_delay=0.15))
@@ -176,7 +171,7 @@ async def test_client_disconnect_stores_partial_reply_as_interrupted(fake_openai
         "root_path": "",
         "headers": [
             (b"host", b"testserver"),
-            (b"authorization", f"Bearer {owner.api_token}".encode()),
+            (b"authorization", f"Bearer {token}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],
@@ -208,9 +203,8 @@ async def test_client_disconnect_stores_partial_reply_as_interrupted(fake_openai
     assert len(reply.text) < len("a b c d e f g h i j k l")
 
 
-async def test_other_owner_gets_404_and_no_token_401(fake_openai, owner, instance, make_user):
-    mallory = await sync_to_async(make_user)("mallory")
-    response = await client_for(mallory).post(
+async def test_other_owner_gets_404_and_no_token_401(fake_openai, user, instance, other_token):
+    response = await client_for(other_token).post(
         f"/api/instances/{instance.id}/chat", {"text": "Hi"}, content_type="application/json"
     )
     assert response.status_code == 404
@@ -223,16 +217,16 @@ async def test_other_owner_gets_404_and_no_token_401(fake_openai, owner, instanc
     assert fake_openai.chat_requests == []
 
 
-async def test_too_long_or_empty_text_is_422(fake_openai, owner, instance, settings):
+async def test_too_long_or_empty_text_is_422(fake_openai, token, instance, settings):
     settings.CHAT_MAX_CHARS = 50
-    response = await client_for(owner).post(
+    response = await client_for(token).post(
         f"/api/instances/{instance.id}/chat", {"text": "x" * 51}, content_type="application/json"
     )
     assert response.status_code == 422
     body = response.json()
     assert body["code"] == "validation_error"
     assert body["errors"][0]["field"] == "text"
-    empty = await client_for(owner).post(
+    empty = await client_for(token).post(
         f"/api/instances/{instance.id}/chat", {"text": "  "}, content_type="application/json"
     )
     assert empty.status_code == 422
@@ -240,16 +234,16 @@ async def test_too_long_or_empty_text_is_422(fake_openai, owner, instance, setti
     assert await sync_to_async(Message.objects.count)() == 0
 
 
-async def test_end_conversation_consolidates_memory(fake_openai, owner, instance, settings):
+async def test_end_conversation_consolidates_memory(fake_openai, user, token, instance, settings):
     fake_openai.script("Nice to meet you, Ana!")
-    first = await client_for(owner).post(
+    first = await client_for(token).post(
         f"/api/instances/{instance.id}/chat",
         {"text": "I have a dog called Rex."},
         content_type="application/json",
     )
     conversation_id = first.json()["conversation_id"]
     fake_openai.script('{"edits": [{"op": "add", "text": "Ana has a dog called Rex."}]}')
-    ended = await client_for(owner).post(f"/api/conversations/{conversation_id}/end")
+    ended = await client_for(token).post(f"/api/conversations/{conversation_id}/end")
     assert ended.status_code == 200
     assert ended.json()["consolidation"] == "scheduled"
     await wait_background()
@@ -261,7 +255,7 @@ async def test_end_conversation_consolidates_memory(fake_openai, owner, instance
     consolidation = fake_openai.chat_requests[-1]
     assert "I have a dog called Rex." in consolidation.messages[-1]["content"]
     # An ended conversation cannot take more turns.
-    more = await client_for(owner).post(
+    more = await client_for(token).post(
         f"/api/instances/{instance.id}/chat",
         {"text": "Again", "conversation": conversation_id},
         content_type="application/json",
@@ -269,8 +263,7 @@ async def test_end_conversation_consolidates_memory(fake_openai, owner, instance
     assert more.status_code == 409
 
 
-async def test_end_of_someone_elses_conversation_is_404(fake_openai, owner, instance, make_user):
-    conversation_id = await conversation_open(instance=instance, user=owner)
-    mallory = await sync_to_async(make_user)("mallory")
-    response = await client_for(mallory).post(f"/api/conversations/{conversation_id}/end")
+async def test_end_of_someone_elses_conversation_is_404(fake_openai, user, instance, other_token):
+    conversation_id = await conversation_open(instance=instance, user=user)
+    response = await client_for(other_token).post(f"/api/conversations/{conversation_id}/end")
     assert response.status_code == 404

@@ -103,14 +103,14 @@ class Tally:
 
 
 @pytest.fixture
-def fuzz_setup(settings, make_user, make_instance, fake_openai, caplog):
+def fuzz_setup(settings, make_user, make_token, make_instance, fake_openai, caplog):
     settings.WS_TURNS_PER_MINUTE = 3  # Replies are real (fake model, espeak): keep them few.
     settings.TTS_ENGINES = ["espeak"]
     owner = make_user("fuzzer")
     make_instance(owner, name="rosa", language="es")
     make_instance(owner, name="nova-en", language="en")
     caplog.set_level(logging.WARNING)
-    return owner.api_token
+    return make_token(owner)
 
 
 async def _session(token: str, instance: str, batch: list[tuple[str, object]]) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from audio_pipeline.stt import cache
 from audio_pipeline.stt.sphinx_engine import SphinxRecognizer
-from characters import services
 from tests.speech_samples import key_words_found
 from tests.voice_helpers import connect, events_until, send, start_session
 
@@ -83,11 +82,11 @@ def describe_referrers(obj: object, depth: int = 3) -> str:
 
 
 @pytest.fixture
-def nova(user):
-    character = services.character_create(
-        owner=user, name="Nova", description="A captain.", language="en", voices={}
+def nova(user, make_character, make_instance):
+    character = make_character(
+        user, name="Nova", description="A captain.", language="en", voices={}
     )
-    return services.instance_create(owner=user, character=character, name="nova")
+    return make_instance(user, "nova", character=character)
 
 
 @pytest.mark.django_db(transaction=True)

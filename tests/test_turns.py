@@ -19,13 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def instance(owner, make_instance):
-    return make_instance(owner, name="Luna", memory="Ana likes tea.")
+def instance(user, make_instance):
+    return make_instance(user, name="Luna", memory="Ana likes tea.")
 
 
 async def stored(conversation_id) -> list[Message]:
@@ -34,17 +29,17 @@ async def stored(conversation_id) -> list[Message]:
     )
 
 
-async def whole_turn(instance, owner, text, conversation_id=None, **kwargs):
+async def whole_turn(instance, user, text, conversation_id=None, **kwargs):
     async with reply_turn(
-        instance=instance, user=owner, text=text, conversation_id=conversation_id, **kwargs
+        instance=instance, user=user, text=text, conversation_id=conversation_id, **kwargs
     ) as turn:
         async for _ in turn.deltas():
             pass
     return turn
 
 
-async def test_user_message_is_stored_before_the_engine_is_called(fake_openai, owner, instance):
-    async with reply_turn(instance=instance, user=owner, text=" Hello ", channel="ws") as turn:
+async def test_user_message_is_stored_before_the_engine_is_called(fake_openai, user, instance):
+    async with reply_turn(instance=instance, user=user, text=" Hello ", channel="ws") as turn:
         assert fake_openai.chat_requests == []
         rows = await stored(turn.conversation_id)
         assert [(m.role, m.text) for m in rows] == [("user", "Hello")]
@@ -60,9 +55,9 @@ async def test_user_message_is_stored_before_the_engine_is_called(fake_openai, o
     assert rows[1].timings["prepare_ms"] is not None
 
 
-async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, owner, instance):
+async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, user, instance):
     fake_openai.script("One. Two. Three.", "Four.")
-    async with reply_turn(instance=instance, user=owner, text="Count") as turn:
+    async with reply_turn(instance=instance, user=user, text="Count") as turn:
         async for _ in turn.deltas():
             pass
         turn.heard("One.")
@@ -72,9 +67,9 @@ async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, owner, ins
     assert rows[1].text == "One." and rows[1].interrupted is True
     assert rows[1].timings["first_audio_ms"] == 812.5
     # Heard in full: not interrupted.
-    turn = await whole_turn(instance, owner, "Again", turn.conversation_id)
+    turn = await whole_turn(instance, user, "Again", turn.conversation_id)
     async with reply_turn(
-        instance=instance, user=owner, text="Once more", conversation_id=turn.conversation_id
+        instance=instance, user=user, text="Once more", conversation_id=turn.conversation_id
     ) as again:
         text = "".join([d async for d in again.deltas()])
         again.heard(text)
@@ -82,11 +77,11 @@ async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, owner, ins
     assert rows[-1].interrupted is False and rows[-1].text == text
 
 
-async def test_cancel_during_streaming_stores_partial_reply_once(fake_openai, owner, instance):
+async def test_cancel_during_streaming_stores_partial_reply_once(fake_openai, user, instance):
     fake_openai.script(Reply("a b c d e f g h i j", token_delay=0.1))
     got: list[str] = []
     three = asyncio.Event()
-    turn = reply_turn(instance=instance, user=owner, text="Go")
+    turn = reply_turn(instance=instance, user=user, text="Go")
 
     async def consume():
         async with turn:
@@ -108,27 +103,27 @@ async def test_cancel_during_streaming_stores_partial_reply_once(fake_openai, ow
     assert turn.reply_message_id == rows[-1].pk
 
 
-async def test_leaving_early_marks_the_reply_interrupted(fake_openai, owner, instance):
+async def test_leaving_early_marks_the_reply_interrupted(fake_openai, user, instance):
     fake_openai.script("a b c d e f")
-    async with reply_turn(instance=instance, user=owner, text="Go") as turn:
+    async with reply_turn(instance=instance, user=user, text="Go") as turn:
         async for first in turn.deltas():  # noqa: B007
             break
     rows = await stored(turn.conversation_id)
     assert rows[-1].interrupted is True and rows[-1].text == first.strip()
 
 
-async def test_model_errors_end_deltas_and_are_stored(fake_openai, owner, instance, settings):
+async def test_model_errors_end_deltas_and_are_stored(fake_openai, user, instance, settings):
     settings.LLM_FIRST_TOKEN_TIMEOUT = 0.2
     fake_openai.script(Reply("late", first_token_delay=1.0))
-    turn = await whole_turn(instance, owner, "Hi")
+    turn = await whole_turn(instance, user, "Hi")
     assert turn.error is not None and turn.error.code == "llm_timeout"
     rows = await stored(turn.conversation_id)
     assert rows[-1].error.startswith("llm_timeout: ")
     assert rows[-1].text == "" and rows[-1].pk == turn.reply_message_id
 
 
-async def test_an_error_in_the_callers_code_is_stored_and_raised(fake_openai, owner, instance):
-    turn = reply_turn(instance=instance, user=owner, text="Hi")
+async def test_an_error_in_the_callers_code_is_stored_and_raised(fake_openai, user, instance):
+    turn = reply_turn(instance=instance, user=user, text="Hi")
     with pytest.raises(ZeroDivisionError):
         async with turn:
             async for _ in turn.deltas():
@@ -137,50 +132,48 @@ async def test_an_error_in_the_callers_code_is_stored_and_raised(fake_openai, ow
     assert rows[-1].error == "turn_failed: internal: ZeroDivisionError"
 
 
-async def test_text_limits(fake_openai, owner, instance, settings):
+async def test_text_limits(fake_openai, user, instance, settings):
     settings.CHAT_MAX_CHARS = 10
     for text in ("x" * 11, "   "):
         with pytest.raises(ValidationError):
-            async with reply_turn(instance=instance, user=owner, text=text):
+            async with reply_turn(instance=instance, user=user, text=text):
                 pass
     assert await Message.objects.acount() == 0
     assert fake_openai.chat_requests == []
 
 
 async def test_conversation_open_checks_owner_instance_and_end(
-    fake_openai, owner, instance, make_user, make_instance
+    fake_openai, user, instance, make_user, make_instance
 ):
-    conversation_id = await conversation_open(instance=instance, user=owner, channel="cli")
+    conversation_id = await conversation_open(instance=instance, user=user, channel="cli")
     assert (await Conversation.objects.aget(pk=conversation_id)).channel == "cli"
     assert (
-        await conversation_open(instance=instance, user=owner, conversation_id=conversation_id)
+        await conversation_open(instance=instance, user=user, conversation_id=conversation_id)
         == conversation_id
     )
     mallory = await sync_to_async(make_user)("mallory")
-    other = await sync_to_async(make_instance)(owner, name="Other")
-    for user, inst, cid in (
+    other = await sync_to_async(make_instance)(user, name="Other")
+    for caller, inst, cid in (
         (mallory, instance, conversation_id),
-        (owner, other, conversation_id),
-        (owner, instance, "not-a-uuid"),
-        (owner, instance, "4f1d9a4e-0000-4000-8000-000000000000"),
+        (user, other, conversation_id),
+        (user, instance, "not-a-uuid"),
+        (user, instance, "4f1d9a4e-0000-4000-8000-000000000000"),
     ):
         with pytest.raises(ConversationNotFound):
-            await conversation_open(instance=inst, user=user, conversation_id=cid)
+            await conversation_open(instance=inst, user=caller, conversation_id=cid)
         with pytest.raises(ConversationNotFound):
-            async with reply_turn(instance=inst, user=user, text="Hi", conversation_id=cid):
+            async with reply_turn(instance=inst, user=caller, text="Hi", conversation_id=cid):
                 pass
     await Conversation.objects.filter(pk=conversation_id).aupdate(ended_at="2026-01-01T00:00Z")
     with pytest.raises(ConversationEnded):
         async with reply_turn(
-            instance=instance, user=owner, text="Hi", conversation_id=conversation_id
+            instance=instance, user=user, text="Hi", conversation_id=conversation_id
         ):
             pass
     assert await Message.objects.acount() == 0
 
 
-async def test_long_history_is_folded_after_turns_not_before(
-    fake_openai, owner, instance, settings
-):
+async def test_long_history_is_folded_after_turns_not_before(fake_openai, user, instance, settings):
     settings.LLM_CONTEXT_TOKENS = 900
     settings.LLM_MAX_TOKENS = 100
     conversation_id = None
@@ -188,7 +181,7 @@ async def test_long_history_is_folded_after_turns_not_before(
         fake_openai.script(f"Reply {index}: " + "blah " * 30)
         before = len(fake_openai.chat_requests)
         turn = await whole_turn(
-            instance, owner, f"Question {index}: " + "words " * 30, conversation_id
+            instance, user, f"Question {index}: " + "words " * 30, conversation_id
         )
         # The turn itself made exactly one model call: folding is not on its path.
         assert len(fake_openai.chat_requests) == before + 1
@@ -211,12 +204,12 @@ async def test_long_history_is_folded_after_turns_not_before(
 
 
 async def test_prompt_that_cannot_fit_fails_clearly_and_is_stored(
-    fake_openai, owner, make_instance, settings
+    fake_openai, user, make_instance, settings
 ):
     settings.LLM_CONTEXT_TOKENS = 400
     settings.LLM_MAX_TOKENS = 100
-    big = await sync_to_async(make_instance)(owner, name="Big", memory="remember " * 400)
-    turn = await whole_turn(big, owner, "Hi")
+    big = await sync_to_async(make_instance)(user, name="Big", memory="remember " * 400)
+    turn = await whole_turn(big, user, "Hi")
     assert turn.error is not None and turn.error.code == "prompt_too_long"
     assert fake_openai.chat_requests == []
     rows = await stored(turn.conversation_id)
@@ -224,7 +217,7 @@ async def test_prompt_that_cannot_fit_fails_clearly_and_is_stored(
     assert rows[1].error.startswith("prompt_too_long: ")
 
 
-async def test_local_engine_turn_stays_within_its_context(owner, instance, settings):
+async def test_local_engine_turn_stays_within_its_context(user, instance, settings):
     import importlib.util
 
     from conversation.engines.local_engine import default_model_path
@@ -233,7 +226,7 @@ async def test_local_engine_turn_stays_within_its_context(owner, instance, setti
         pytest.skip("needs the local engine")
     settings.LLM_ENGINE = "local"
     settings.LOCAL_MAX_TOKENS = 16
-    async with reply_turn(instance=instance, user=owner, text="Hello, who are you?") as turn:
+    async with reply_turn(instance=instance, user=user, text="Hello, who are you?") as turn:
         assert turn.prompt_tokens <= settings.LOCAL_CONTEXT_TOKENS
         text = "".join([d async for d in turn.deltas()])
     message = await Message.objects.aget(pk=turn.reply_message_id)

@@ -13,7 +13,6 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from audio_pipeline.formats import decode_audio
-from characters import services
 from characters.models import Conversation, Message
 from realtime.asgi import application
 from tests.fake_openai import Reply
@@ -27,17 +26,15 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
-def nova(user):
-    character = services.character_create(
-        owner=user,
+def nova(user, make_character, make_instance):
+    character = make_character(
+        user,
         name="Captain Nova",
         description="A calm starship captain who explains science simply.",
         language="en",
         voices={"espeak": "en-us"},
     )
-    return services.instance_create(
-        owner=user, character=character, name="nova", memory="Her first officer is Bolt."
-    )
+    return make_instance(user, "nova", "Her first officer is Bolt.", character=character)
 
 
 @pytest.fixture(autouse=True)

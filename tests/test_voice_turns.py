@@ -11,7 +11,6 @@ import pytest
 from channels.db import database_sync_to_async
 
 from audio_pipeline import stt
-from characters import services
 from characters.models import Conversation, Message
 from tests.fake_openai import Reply
 from tests.speech_samples import key_words_found
@@ -24,15 +23,15 @@ LONG = " ".join(f"Sentence number {n} is here." for n in range(1, 12))
 
 
 @pytest.fixture
-def nova(user):
-    character = services.character_create(
-        owner=user,
+def nova(user, make_character, make_instance):
+    character = make_character(
+        user,
         name="Captain Nova",
         description="A calm starship captain.",
         language="en",
         voices={"espeak": "en-us"},
     )
-    return services.instance_create(owner=user, character=character, name="nova")
+    return make_instance(user, "nova", character=character)
 
 
 @pytest.fixture(autouse=True)

@@ -168,6 +168,48 @@ def sign_in(page: Page, base: str, credentials: dict, next_path: str = "/?mic=ra
     expect(page.locator("#instance-select option")).not_to_have_count(1)
 
 
+TALK_PATH = "/?mic=raw&instance=nova"
+
+
+def open_talk_page(
+    browser: Browser,
+    server: dict,
+    locale: str = "en-US",
+    viewport: dict | None = None,
+    frames: list | None = None,
+    next_path: str = TALK_PATH,
+) -> Page:
+    """A new page, signed in at `next_path` (the demo's nova instance, the fake microphone's raw
+    input), once its voice session is open. With `frames`, every WebSocket frame the page sends
+    is appended to that list, from before sign-in on."""
+    page = browser.new_page(locale=locale, **({"viewport": viewport} if viewport else {}))
+    if frames is not None:
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+    sign_in(page, base=server["base"], credentials=server, next_path=next_path)
+    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    """A fake OpenAI-compatible model server for the module's daphne (see `fake_llm_env`)."""
+    from tests.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+def fake_llm_env(fake_llm, **extra: str) -> dict[str, str]:
+    """The server's environment for replies from `fake_llm`, with `extra` settings."""
+    return {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "test",
+        "LLM_ENGINE": "openai",
+        **extra,
+    }
+
+
 def api_get(base: str, token: str, path: str) -> dict:
     request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:

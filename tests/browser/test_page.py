@@ -11,6 +11,8 @@ from tests.browser.conftest import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     api_get,
+    fake_llm_env,
+    open_talk_page,
     running_server,
     screenshot,
     sign_in,
@@ -18,22 +20,12 @@ from tests.browser.conftest import (
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.fake_openai import FakeOpenAI  # replies (and memory updates) from a fake model
-
-    model = FakeOpenAI().start()
-    env = {
-        "LLM_ENGINE": "openai",
-        "OPENAI_BASE_URL": model.base_url,
-        "OPENAI_API_KEY": "test",
-        # English recognition only, so a Spanish instance meets "no recogniser for this language".
-        "STT_ENGINES": "pocketsphinx",
-    }
-    try:
-        with running_server(tmp_path_factory.mktemp("page"), env) as served:
-            yield served
-    finally:
-        model.stop()
+def server(tmp_path_factory, fake_llm):
+    # Replies (and memory updates) from a fake model; English recognition only, so a Spanish
+    # instance meets "no recogniser for this language".
+    env = fake_llm_env(fake_llm, STT_ENGINES="pocketsphinx")
+    with running_server(tmp_path_factory.mktemp("page"), env) as served:
+        yield served
 
 
 def test_sign_in_pick_instance_shows_memory_and_history(browser, server):
@@ -148,10 +140,8 @@ def test_worklet_downsamples_to_16k_with_a_low_pass(browser, server, input_rate)
 
 
 def test_push_to_talk_with_the_space_bar_sends_audio_only_while_held(browser, server):
-    page = browser.new_page(locale="en-US")
-    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
+    page = open_talk_page(browser, server)
     app = page.locator("#voz-app")
-    expect(app).to_have_attribute("data-connection", "open", timeout=30000)
     page.get_by_label("Push to talk (hold Space)").check()
     expect(page.get_by_role("button", name="Hold to talk")).to_be_visible()
     expect(page.get_by_role("button", name="Start microphone")).to_have_count(0)  # one control
@@ -201,10 +191,8 @@ def reconnect_seconds(page) -> int:
 
 def test_connection_lost_banner_counts_down_and_clears_after_reconnect(browser, tmp_path):
     with running_server(tmp_path) as served:
-        page = browser.new_page(locale="en-US")
-        sign_in(page, served["base"], served, next_path="/?instance=nova")
+        page = open_talk_page(browser, served, next_path="/?instance=nova")
         app = page.locator("#voz-app")
-        expect(app).to_have_attribute("data-connection", "open", timeout=30000)
         first_session = app.get_attribute("data-session")
 
         served["daphne"].stop()

@@ -12,30 +12,21 @@ import wave
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import _synthesize, launch, running_server, sign_in
+from tests.browser.conftest import (
+    _synthesize,
+    fake_llm_env,
+    launch,
+    open_talk_page,
+    running_server,
+)
 
 FIRST, SECOND = "Hello captain.", "What is a nebula made of?"
 PAUSE_S = 3.0  # longer than any end-of-speech silence a recogniser waits for
 
 
 @pytest.fixture(scope="module")
-def fake_llm():
-    from tests.fake_openai import FakeOpenAI
-
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory, fake_llm):
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "test",
-        "LLM_ENGINE": "openai",
-        "STT_ENGINES": "pocketsphinx",
-        "MEMORY_CONSOLIDATION": "false",
-    }
+    env = fake_llm_env(fake_llm, STT_ENGINES="pocketsphinx", MEMORY_CONSOLIDATION="false")
     with running_server(tmp_path_factory.mktemp("ptt"), env) as served:
         yield served
 
@@ -87,12 +78,8 @@ def sent_events(frames: list) -> list[dict]:
 
 
 def open_page(browser, server) -> tuple[Page, list]:
-    page = browser.new_page(locale="en-US")
     frames: list = []
-    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
-    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
-    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
-    return page, frames
+    return open_talk_page(browser, server, frames=frames), frames
 
 
 def test_push_to_talk_asks_for_manual_turns_and_commits_once_at_release(pause_browser, server):

@@ -5,9 +5,9 @@ in docs/img/ (docs/frontend.md) are copies of them."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, running_server, sign_in
+from tests.browser.conftest import ARTIFACTS, fake_llm_env, open_talk_page, running_server
 
 DESKTOP = {"width": 1024, "height": 680}
 PHONE = {"width": 360, "height": 740}
@@ -22,32 +22,10 @@ STORY = " ".join(
 
 
 @pytest.fixture(scope="module")
-def fake_llm():
-    from tests.fake_openai import FakeOpenAI
-
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory, fake_llm):
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "test",
-        "LLM_ENGINE": "openai",
-        "STT_ENGINES": "pocketsphinx",
-        "MEMORY_CONSOLIDATION": "false",
-    }
+    env = fake_llm_env(fake_llm, STT_ENGINES="pocketsphinx", MEMORY_CONSOLIDATION="false")
     with running_server(tmp_path_factory.mktemp("screens"), env) as served:
         yield served
-
-
-def open_page(browser: Browser, server: dict, locale: str, viewport: dict) -> Page:
-    page = browser.new_page(locale=locale, viewport=viewport)
-    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
-    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
-    return page
 
 
 def shoot(page: Page, name: str) -> None:
@@ -68,7 +46,7 @@ def presence(page: Page, state: str, timeout: float = 30000) -> None:
 def test_desktop_english_listening_and_thinking(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
-    page = open_page(browser, server, "en-US", DESKTOP)
+    page = open_talk_page(browser, server, "en-US", DESKTOP)
     page.get_by_role("button", name="Start microphone").click()
     presence(page, "listening")
     page.wait_for_function("Number(document.getElementById('voz-app').dataset.inputLevel) > 0.01")
@@ -76,7 +54,7 @@ def test_desktop_english_listening_and_thinking(browser, server, fake_llm):
     shoot(page, "desktop-en-listening")
     page.close()
 
-    page = open_page(browser, server, "en-US", DESKTOP)
+    page = open_talk_page(browser, server, "en-US", DESKTOP)
     fake_llm.script(Reply("Nebulae are clouds of gas and dust.", first_token_delay=4))
     type_message(page, "What is a nebula made of?")
     presence(page, "thinking")
@@ -90,7 +68,7 @@ def test_desktop_english_listening_and_thinking(browser, server, fake_llm):
 def test_desktop_spanish_speaking_and_an_error(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
-    page = open_page(browser, server, "es-ES", DESKTOP)
+    page = open_talk_page(browser, server, "es-ES", DESKTOP)
     fake_llm.script(Reply(STORY, token_delay=0.03))
     type_message(page, "Cuéntame una historia")
     presence(page, "speaking")
@@ -112,7 +90,7 @@ def test_desktop_spanish_speaking_and_an_error(browser, server, fake_llm):
 def test_phone_english_interrupted(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
-    page = open_page(browser, server, "en-US", PHONE)
+    page = open_talk_page(browser, server, "en-US", PHONE)
     fake_llm.script(Reply(STORY, token_delay=0.03))
     type_message(page, "Tell me a story")
     presence(page, "speaking")
@@ -123,7 +101,7 @@ def test_phone_english_interrupted(browser, server, fake_llm):
 
 
 def test_phone_spanish_settings(browser, server):
-    page = open_page(browser, server, "es-ES", PHONE)
+    page = open_talk_page(browser, server, "es-ES", PHONE)
     page.get_by_role("button", name="Ajustes").click()
     expect(page.locator("#settings")).to_be_visible()
     page.locator("#memory-panel summary").click()

@@ -12,9 +12,10 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import (
     SPOKEN,
     api_get,
+    fake_llm_env,
+    open_talk_page,
     running_server,
     screenshot,
-    sign_in,
 )
 
 SPOKEN_REPLY = "Hello, visitor! A nebula is a cloud of gas and dust in space."
@@ -32,15 +33,6 @@ LONG_REPLY = " ".join(
 )
 
 
-@pytest.fixture(scope="module")
-def fake_llm():
-    from tests.fake_openai import FakeOpenAI  # the conversation engine's test server
-
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def fresh_fake_llm(fake_llm):
     """Each test starts with no queued replies and the default answer."""
@@ -50,20 +42,8 @@ def fresh_fake_llm(fake_llm):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, fake_llm):
-    env = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": "test",
-        "LLM_ENGINE": "openai",
-    }
-    with running_server(tmp_path_factory.mktemp("voice"), env) as served:
+    with running_server(tmp_path_factory.mktemp("voice"), fake_llm_env(fake_llm)) as served:
         yield served
-
-
-def open_talk_page(browser: Browser, server: dict) -> Page:
-    page = browser.new_page(locale="en-US")
-    sign_in(page, server["base"], server, next_path="/?mic=raw&instance=nova")
-    expect(page.locator("#voz-app")).to_have_attribute("data-connection", "open", timeout=30000)
-    return page
 
 
 def playback_events(page: Page, response_id: str) -> list[dict]:

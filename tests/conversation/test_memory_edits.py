@@ -101,18 +101,13 @@ def test_edits_that_do_not_apply_reject_the_whole_set(edit, why):
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
+def nova(user, make_instance):
+    return make_instance(user, name="nova", memory=MEMORY)
 
 
-@pytest.fixture
-def nova(owner, make_instance):
-    return make_instance(owner, name="nova", memory=MEMORY)
-
-
-def ended_conversation(instance, owner, *texts: str) -> Conversation:
+def ended_conversation(instance, user, *texts: str) -> Conversation:
     conversation = Conversation.objects.create(
-        instance=instance, owner=owner, ended_at=timezone.now()
+        instance=instance, owner=user, ended_at=timezone.now()
     )
     for text in texts:
         Message.objects.create(conversation=conversation, role="user", text=text)
@@ -141,10 +136,10 @@ BAD_ANSWERS = [
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("answer", BAD_ANSWERS)
 async def test_bad_model_output_leaves_memory_unchanged_and_logs_why(
-    fake_openai, owner, nova, settings, caplog, answer
+    fake_openai, user, nova, settings, caplog, answer
 ):
     settings.MEMORY_MAX_CHARS = 300
-    conversation = await sync_to_async(ended_conversation)(nova, owner, "I am Ana, a pilot.")
+    conversation = await sync_to_async(ended_conversation)(nova, user, "I am Ana, a pilot.")
     fake_openai.script(answer)
     with caplog.at_level(logging.WARNING, logger="conversation.memory"):
         result = await memory_consolidate(instance_id=nova.pk)
@@ -161,9 +156,9 @@ async def test_bad_model_output_leaves_memory_unchanged_and_logs_why(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_good_edit_applies_with_a_revision_per_change(fake_openai, owner, nova):
+async def test_a_good_edit_applies_with_a_revision_per_change(fake_openai, user, nova):
     conversation = await sync_to_async(ended_conversation)(
-        nova, owner, "I am Ana, a pilot.", "Bolt was upgraded: he is an android now."
+        nova, user, "I am Ana, a pilot.", "Bolt was upgraded: he is an android now."
     )
     fake_openai.script(
         json.dumps(
@@ -198,13 +193,13 @@ async def test_a_good_edit_applies_with_a_revision_per_change(fake_openai, owner
 
 @pytest.mark.django_db(transaction=True)
 async def test_one_failing_conversation_does_not_block_the_others(
-    fake_openai, owner, nova, settings, caplog
+    fake_openai, user, nova, settings, caplog
 ):
     """Issue 14.16: isolate failures, back off, one log line per failure, no traceback storm."""
     settings.MEMORY_RETRY_SECONDS = 600
     settings.LLM_RETRIES = 0
-    stuck = await sync_to_async(ended_conversation)(nova, owner, "Something odd.")
-    good = await sync_to_async(ended_conversation)(nova, owner, "My name is Ana.")
+    stuck = await sync_to_async(ended_conversation)(nova, user, "Something odd.")
+    good = await sync_to_async(ended_conversation)(nova, user, "My name is Ana.")
     fake_openai.script(
         Failure(500),  # `stuck` (oldest first) fails...
         '{"edits": [{"op": "add", "text": "The user is Ana."}]}',  # ...`good` goes on.
@@ -245,11 +240,11 @@ async def test_one_failing_conversation_does_not_block_the_others(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_consolidation_events_reach_the_instance_observers(fake_openai, owner, nova):
+async def test_consolidation_events_reach_the_instance_observers(fake_openai, user, nova):
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group_for(nova.pk), channel)
-    await sync_to_async(ended_conversation)(nova, owner, "I am Ana.")
+    await sync_to_async(ended_conversation)(nova, user, "I am Ana.")
     fake_openai.script('{"edits": [{"op": "add", "text": "The user is Ana."}]}')
     result = await memory_consolidate(instance_id=nova.pk)
     event = (await layer.receive(channel))["event"]
@@ -260,7 +255,7 @@ async def test_consolidation_events_reach_the_instance_observers(fake_openai, ow
         "revision_id": result.revision_id,
         "edits": [{"op": "add", "text": "The user is Ana."}],
     }
-    await sync_to_async(ended_conversation)(nova, owner, "More.")
+    await sync_to_async(ended_conversation)(nova, user, "More.")
     fake_openai.script("nonsense")
     await memory_consolidate(instance_id=nova.pk)
     failed = (await layer.receive(channel))["event"]
@@ -313,12 +308,14 @@ async def test_readyz_shows_whether_memory_consolidation_runs(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_consolidate_endpoint_reports_failures_and_keeps_memory(fake_openai, owner, nova):
-    conversation = await sync_to_async(ended_conversation)(nova, owner, "I am Ana.")
+async def test_consolidate_endpoint_reports_failures_and_keeps_memory(
+    fake_openai, user, token, nova
+):
+    conversation = await sync_to_async(ended_conversation)(nova, user, "I am Ana.")
     fake_openai.script("Sure! Here is the new memory: Ana, Ana, Ana.")
     response = await AsyncClient().post(
         f"/api/instances/{nova.id}/memory/consolidate",
-        headers={"Authorization": f"Bearer {owner.api_token}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 200
     body = response.json()

@@ -25,13 +25,8 @@ MAX_CUTS = 400
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def instance(owner, make_instance):
-    return make_instance(owner, name="Luna", memory="Ana likes tea.")
+def instance(user, make_instance):
+    return make_instance(user, name="Luna", memory="Ana likes tea.")
 
 
 async def one_turn(turn: ReplyTurn) -> str:
@@ -77,7 +72,7 @@ async def check_consistent(turn: ReplyTurn, cancelled: bool) -> None:
 
 @pytest.mark.parametrize("settle", [0, 1, 3])
 async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
-    fake_openai, owner, instance, settle
+    fake_openai, user, instance, settle
 ):
     fake_openai.default_reply = Reply("Hello Ana, nice to meet you.", token_delay=0.05)
     k = 0
@@ -85,7 +80,7 @@ async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
     reached: set[str] = set()
     while not completed_uncut and k < MAX_CUTS:
         await Conversation.objects.all().adelete()
-        turn = reply_turn(instance=instance, user=owner, text="My name is Ana.")
+        turn = reply_turn(instance=instance, user=user, text="My name is Ana.")
         cuts = Cuts(at=(k,), settle=settle)
         cancelled = False
         try:
@@ -103,7 +98,7 @@ async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
             # message (the back-to-back case of issue 10).
             async with reply_turn(
                 instance=instance,
-                user=owner,
+                user=user,
                 text="What is my name?",
                 conversation_id=turn.conversation_id,
             ) as second:
@@ -133,13 +128,13 @@ async def test_a_cancel_at_every_await_of_a_turn_loses_and_orphans_nothing(
 
 @pytest.mark.parametrize("gap", [1, 2, 5])
 async def test_a_second_cancel_while_the_first_is_handled_changes_nothing(
-    fake_openai, owner, instance, gap
+    fake_openai, user, instance, gap
 ):
     fake_openai.default_reply = Reply("Hello Ana, nice to meet you.", token_delay=0.03)
     k = 0
     while True:
         await Conversation.objects.all().adelete()
-        turn = reply_turn(instance=instance, user=owner, text="My name is Ana.")
+        turn = reply_turn(instance=instance, user=user, text="My name is Ana.")
         cuts = Cuts(at=(k, k + gap))
         try:
             await asyncio.create_task(cut(one_turn(turn), cuts))

@@ -22,13 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def instance(owner, make_instance):
-    return make_instance(owner, name="Luna")
+def instance(user, make_instance):
+    return make_instance(user, name="Luna")
 
 
 async def listen(instance) -> str:
@@ -46,14 +41,14 @@ async def events_until_done(channel: str) -> list[dict]:
     return events
 
 
-async def test_an_http_turn_is_seen_by_observers(fake_openai, owner, instance):
+async def test_an_http_turn_is_seen_by_observers(fake_openai, token, instance):
     channel = await listen(instance)
     fake_openai.script("Ahoy there.")
     response = await AsyncClient().post(
         f"/api/instances/{instance.id}/chat",
         {"text": "Hello"},
         content_type="application/json",
-        headers={"Authorization": f"Bearer {owner.api_token}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     body = response.json()
     events = await events_until_done(channel)
@@ -87,14 +82,14 @@ async def test_an_http_turn_is_seen_by_observers(fake_openai, owner, instance):
     }
 
 
-async def test_an_sse_turn_cut_by_the_model_reports_its_error(fake_openai, owner, instance):
+async def test_an_sse_turn_cut_by_the_model_reports_its_error(fake_openai, token, instance):
     channel = await listen(instance)
     fake_openai.fail(401)
     response = await AsyncClient().post(
         f"/api/instances/{instance.id}/chat?stream=1",
         {"text": "Hello"},
         content_type="application/json",
-        headers={"Authorization": f"Bearer {owner.api_token}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     async for _ in response.streaming_content:
         pass
@@ -102,17 +97,17 @@ async def test_an_sse_turn_cut_by_the_model_reports_its_error(fake_openai, owner
     assert done["error"].startswith("llm_auth: ") and done["interrupted"] is False
 
 
-async def test_voice_ids_and_opting_out(fake_openai, owner, instance):
+async def test_voice_ids_and_opting_out(fake_openai, user, instance):
     channel = await listen(instance)
     async with reply_turn(
-        instance=instance, user=owner, text="Hi", channel="ws", session_id="s1", response_id="r1"
+        instance=instance, user=user, text="Hi", channel="ws", session_id="s1", response_id="r1"
     ) as turn:
         async for _ in turn.deltas():
             pass
     events = await events_until_done(channel)
     assert {(e["session_id"], e["channel"]) for e in events} == {("s1", "ws")}
     assert events[-1]["response_id"] == "r1"
-    async with reply_turn(instance=instance, user=owner, text="Hi", observe=False) as quiet:
+    async with reply_turn(instance=instance, user=user, text="Hi", observe=False) as quiet:
         async for _ in quiet.deltas():
             pass
     layer = get_channel_layer()
@@ -120,7 +115,7 @@ async def test_voice_ids_and_opting_out(fake_openai, owner, instance):
         await asyncio.wait_for(layer.receive(channel), 0.3)
 
 
-def test_a_chat_command_turn_is_seen_by_observers(fake_openai, owner, instance, monkeypatch):
+def test_a_chat_command_turn_is_seen_by_observers(fake_openai, user, instance, monkeypatch):
     layer = get_channel_layer()
     channel = async_to_sync(listen)(instance)
     fake_openai.script("From the terminal.")
@@ -142,12 +137,12 @@ def test_a_chat_command_turn_is_seen_by_observers(fake_openai, owner, instance, 
 
 
 async def test_the_sweeper_starts_with_the_asgi_lifespan_not_with_a_reply(
-    fake_openai, owner, instance, settings
+    fake_openai, user, instance, settings
 ):
     settings.MEMORY_SWEEP_SECONDS = 3600
     background.sweeper_stop()
     # A reply does not start it.
-    async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+    async with reply_turn(instance=instance, user=user, text="Hi") as turn:
         async for _ in turn.deltas():
             pass
     loop = asyncio.get_running_loop()
@@ -199,7 +194,7 @@ class HangingLayer(InMemoryChannelLayer):
 
 
 async def test_a_hanging_channel_layer_neither_delays_nor_fails_a_turn(
-    fake_openai, owner, instance, settings, caplog, monkeypatch
+    fake_openai, user, instance, settings, caplog, monkeypatch
 ):
     from channels.layers import channel_layers
 
@@ -213,7 +208,7 @@ async def test_a_hanging_channel_layer_neither_delays_nor_fails_a_turn(
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+        async with reply_turn(instance=instance, user=user, text="Hi") as turn:
             async for _ in turn.deltas():
                 pass
         assert loop.time() - started < 5.0  # Not held until the publish bound gives up.

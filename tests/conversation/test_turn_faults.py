@@ -20,13 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def instance(owner, make_instance):
-    return make_instance(owner, name="Luna")
+def instance(user, make_instance):
+    return make_instance(user, name="Luna")
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +58,10 @@ class DatabaseDown:
         await sync_to_async(lambda: connection.execute_wrappers.remove(self))()
 
 
-async def test_reply_store_is_retried_through_a_short_outage(fake_openai, owner, instance, caplog):
+async def test_reply_store_is_retried_through_a_short_outage(fake_openai, user, instance, caplog):
     fake_openai.script("Stored after all.")
     caplog.set_level(logging.WARNING, logger="conversation.retry")
-    turn = reply_turn(instance=instance, user=owner, text="Hi")
+    turn = reply_turn(instance=instance, user=user, text="Hi")
     async with DatabaseDown("assistant", times=2) as down, turn:
         async for _ in turn.deltas():
             pass
@@ -77,9 +72,9 @@ async def test_reply_store_is_retried_through_a_short_outage(fake_openai, owner,
     assert len([r for r in caplog.records if "retry" in r.getMessage()]) == 2
 
 
-async def test_a_reply_that_cannot_be_stored_is_reported_not_lost(fake_openai, owner, instance):
+async def test_a_reply_that_cannot_be_stored_is_reported_not_lost(fake_openai, user, instance):
     fake_openai.script("Nobody will store me.")
-    turn = reply_turn(instance=instance, user=owner, text="Hi")
+    turn = reply_turn(instance=instance, user=user, text="Hi")
     async with DatabaseDown("assistant", times=100) as down, turn:
         async for _ in turn.deltas():
             pass
@@ -91,14 +86,14 @@ async def test_a_reply_that_cannot_be_stored_is_reported_not_lost(fake_openai, o
     assert await Message.objects.filter(conversation_id=turn.conversation_id).acount() == 1
 
 
-async def test_http_reports_an_unstored_reply_with_its_text(fake_openai, owner, instance):
+async def test_http_reports_an_unstored_reply_with_its_text(fake_openai, token, instance):
     fake_openai.script("Lost words.")
     async with DatabaseDown("assistant", times=100):
         response = await AsyncClient().post(
             f"/api/instances/{instance.id}/chat",
             {"text": "Hi"},
             content_type="application/json",
-            headers={"Authorization": f"Bearer {owner.api_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 503
     body = response.json()
@@ -107,24 +102,24 @@ async def test_http_reports_an_unstored_reply_with_its_text(fake_openai, owner, 
 
 
 async def test_a_user_message_that_cannot_be_stored_never_reaches_the_model(
-    fake_openai, owner, instance
+    fake_openai, user, token, instance
 ):
     async with DatabaseDown("user", times=100):
         with pytest.raises(MessageNotStored):
-            async with reply_turn(instance=instance, user=owner, text="Hi"):
+            async with reply_turn(instance=instance, user=user, text="Hi"):
                 pass
         response = await AsyncClient().post(
             f"/api/instances/{instance.id}/chat",
             {"text": "Hi"},
             content_type="application/json",
-            headers={"Authorization": f"Bearer {owner.api_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 503 and response.json()["code"] == "message_not_stored"
     assert fake_openai.chat_requests == []
     assert await Conversation.objects.acount() == 0
 
 
-async def test_postgres_connection_killed_mid_reply(fake_openai, owner, instance, caplog):
+async def test_postgres_connection_killed_mid_reply(fake_openai, user, instance, caplog):
     """The real fault: PostgreSQL terminates the ORM thread's connection while the model speaks."""
     if connection.vendor != "postgresql":
         pytest.skip("pg_terminate_backend needs PostgreSQL (runs in the PostgreSQL pass)")
@@ -146,7 +141,7 @@ async def test_postgres_connection_killed_mid_reply(fake_openai, owner, instance
         ) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
-    async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+    async with reply_turn(instance=instance, user=user, text="Hi") as turn:
         async for delta in turn.deltas():
             if delta.strip() == "One":
                 await asyncio.to_thread(kill)
@@ -158,13 +153,13 @@ async def test_postgres_connection_killed_mid_reply(fake_openai, owner, instance
 
 
 async def test_a_stalled_model_ends_the_reply_with_a_typed_error(
-    fake_openai, owner, instance, settings
+    fake_openai, user, instance, settings
 ):
     settings.LLM_TOKEN_TIMEOUT = 0.3
     fake_openai.script(Reply("Once upon a time", token_delay=5.0))
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with reply_turn(instance=instance, user=owner, text="A story?") as turn:
+    async with reply_turn(instance=instance, user=user, text="A story?") as turn:
         got = [delta async for delta in turn.deltas()]
     assert loop.time() - started < 4.0  # Not the model's 5 s pause, let alone LLM_TOTAL_TIMEOUT.
     assert got == ["Once"]
@@ -173,14 +168,14 @@ async def test_a_stalled_model_ends_the_reply_with_a_typed_error(
     assert reply.text == "Once" and reply.error.startswith("llm_stalled: ")
 
 
-async def test_http_answers_a_stall_with_504(fake_openai, owner, instance, settings):
+async def test_http_answers_a_stall_with_504(fake_openai, token, instance, settings):
     settings.LLM_TOKEN_TIMEOUT = 0.3
     fake_openai.script(Reply("Once upon a time", token_delay=5.0))
     response = await AsyncClient().post(
         f"/api/instances/{instance.id}/chat",
         {"text": "A story?"},
         content_type="application/json",
-        headers={"Authorization": f"Bearer {owner.api_token}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 504
     body = response.json()
@@ -189,10 +184,10 @@ async def test_http_answers_a_stall_with_504(fake_openai, owner, instance, setti
     assert reply.text == "Once"
 
 
-async def test_model_text_no_database_can_keep_is_made_storable(fake_openai, owner, instance):
+async def test_model_text_no_database_can_keep_is_made_storable(fake_openai, user, instance):
     """A model's NUL or lone surrogate must not cost the reply (PostgreSQL refuses both)."""
     fake_openai.script(Reply("x", tokens=["Hi\x00 there", " \ud83d!"]))
-    async with reply_turn(instance=instance, user=owner, text="Hi") as turn:
+    async with reply_turn(instance=instance, user=user, text="Hi") as turn:
         got = "".join([delta async for delta in turn.deltas()])
     assert got == "Hi\x00 there \ud83d!"
     assert turn.error is None
@@ -200,14 +195,14 @@ async def test_model_text_no_database_can_keep_is_made_storable(fake_openai, own
     assert reply.text == "Hi there ?!"
 
 
-async def test_sse_reports_an_unstored_reply_as_its_last_event(fake_openai, owner, instance):
+async def test_sse_reports_an_unstored_reply_as_its_last_event(fake_openai, token, instance):
     fake_openai.script("Streamed, then lost.")
     async with DatabaseDown("assistant", times=100):
         response = await AsyncClient().post(
             f"/api/instances/{instance.id}/chat?stream=1",
             {"text": "Hi"},
             content_type="application/json",
-            headers={"Authorization": f"Bearer {owner.api_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
         raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
     last = raw.strip().split("\n\n")[-1]

@@ -9,7 +9,6 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from characters import services
 from characters.models import Message
 from tests.voice_helpers import connect, events_until, start_session
 
@@ -22,15 +21,12 @@ MORE = "a large pot of green tea please."  # no comma: one pause, so exactly one
 
 
 @pytest.fixture
-def nova(user, settings):
+def nova(nova, settings):
     settings.TTS_ENGINES = ["piper", "espeak"]
     settings.TURN_DETECTOR = "silence"  # deterministic: the turn ends after TURN_SILENCE_MS
     settings.TURN_SILENCE_MS = 2500
     settings.TURN_MIN_DELAY_MS = 200
-    character = services.character_create(
-        owner=user, name="Captain Nova", description="A calm captain.", language="en"
-    )
-    return services.instance_create(owner=user, character=character, name="nova")
+    return nova
 
 
 async def stream(ws, pcm: bytes) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from characters import services
 from characters.models import Message
 from tests.fake_openai import Reply
 from tests.voice_helpers import connect, events_until, next_event, send, start_session
@@ -20,12 +19,9 @@ FRAME = 16000 * 2 // 25  # 40 ms
 
 
 @pytest.fixture
-def nova(user, settings):
+def nova(nova, settings):
     settings.TTS_ENGINES = ["piper", "espeak"]
-    character = services.character_create(
-        owner=user, name="Captain Nova", description="A calm captain.", language="en"
-    )
-    return services.instance_create(owner=user, character=character, name="nova")
+    return nova
 
 
 async def stream(ws, pcm: bytes) -> None:
