@@ -18,10 +18,13 @@ class SpeechClock:
         self._arrivals: list[float] = []  # wall time the chunk arrived
         self.position = 0.0
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, at: float | None = None) -> None:
+        """`seconds` more audio, which arrived at `at` (now if None). Stages pass the frame's own
+        arrival: under load a frame is processed well after it arrived, and figures measured
+        from the end of speech must not start late."""
         self.position += seconds
         self._ends.append(self.position)
-        self._arrivals.append(self.clock())
+        self._arrivals.append(self.clock() if at is None else at)
         if len(self._ends) > self.keep:
             del self._ends[: -self.keep], self._arrivals[: -self.keep]
 

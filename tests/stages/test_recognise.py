@@ -63,6 +63,19 @@ async def test_partials_once_per_change_then_final_timed_from_the_last_word():
     assert run.kinds() == ["Partial", "Partial", "Final"]
 
 
+async def test_speech_end_is_when_the_audio_arrived_not_when_it_was_decoded():
+    """Under load frames wait in the queue: timing from the end of speech starts at arrival."""
+    clock = Clock()
+    words = (Word("hi", 0.0, 0.05),)
+    recogniser = FakeRecogniser([[], [Heard("hi", True, words)]])
+    open_recogniser, _ = opener(recogniser)
+    stage = RecogniseStage(open_recogniser, input_rate=16000, clock=clock)
+    arrived = clock.now - 3.0  # both frames arrived 3 s before they are processed
+    run = await run_stage(stage, [AudioIn(CHUNK, arrived), AudioIn(CHUNK, arrived + 0.1)])
+    [final] = run.of(Final)
+    assert final.speech_end == arrived and final.final_at == clock.now
+
+
 async def test_commit_flushes_a_final():
     recogniser = FakeRecogniser([[Heard("good", False)]], at_finish=Heard("good morning", True))
     open_recogniser, _ = opener(recogniser)

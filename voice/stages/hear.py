@@ -106,7 +106,7 @@ class HearStage(Stage):
                 hearing = await self._hearing_or_none()
                 if hearing is None:
                     continue
-                self._speech_clock.add(len(frame.data) / 2 / self._input_rate)
+                self._speech_clock.add(len(frame.data) / 2 / self._input_rate, frame.at)
                 update = await hearing.feed(frame.data)
                 await self._update(hearing, update)
             except asyncio.CancelledError:

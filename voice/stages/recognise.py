@@ -84,7 +84,7 @@ class RecogniseStage(Stage):
                 recogniser = await self._recogniser_or_none()
                 if recogniser is None:
                     return
-                self._speech_clock.add(len(frame.data) / 2 / self._input_rate)
+                self._speech_clock.add(len(frame.data) / 2 / self._input_rate, frame.at)
                 for heard in await recogniser.accept(frame.data):
                     await self._heard(heard, committed=False)
             elif isinstance(frame, Commit):
