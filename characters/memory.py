@@ -65,10 +65,19 @@ def consolidation_messages(
     summary: str,
     turns: Sequence[Turn],
     max_chars: int,
+    remembered: int = 0,
 ) -> list[dict[str, str]]:
-    """Ask for edits (JSON only) that record what the character should remember."""
-    transcript = "\n".join(f"{turn.role}: {turn.text}" for turn in turns)
+    """Ask for edits (JSON only) that record what the character should remember. The first
+    `remembered` turns were consolidated before (the conversation was continued after it
+    ended): they are shown as context, marked as already in the memory."""
     earlier = f"Summary of earlier parts:\n{summary.strip()}\n\n" if summary.strip() else ""
+    old, new = turns[:remembered], turns[remembered:]
+    if old:
+        earlier += (
+            "Earlier in this conversation (already reflected in the memory; do not record it "
+            f"again):\n{_transcript(old)}\n\n"
+        )
+    heading = "New since then" if old else "Conversation"
     return [
         {
             "role": "system",
@@ -92,10 +101,14 @@ def consolidation_messages(
             "role": "user",
             "content": (
                 f"Current memory:\n{memory.strip() or '(empty)'}\n\n"
-                f"{earlier}Conversation:\n{transcript}"
+                f"{earlier}{heading}:\n{_transcript(new)}"
             ),
         },
     ]
+
+
+def _transcript(turns: Sequence[Turn]) -> str:
+    return "\n".join(f"{turn.role}: {turn.text}" for turn in turns)
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)

@@ -128,7 +128,7 @@ async def _consolidate_one(
 ) -> int | None:
     started_at = timezone.now()
     instance = await sync_to_async(instance_load)(instance_id)
-    summary, turns = await sync_to_async(consolidation_input)(conversation_id)
+    summary, turns, remembered = await sync_to_async(consolidation_input)(conversation_id)
     character = instance.character
     limit = settings.MEMORY_MAX_CHARS
     model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
@@ -147,6 +147,7 @@ async def _consolidate_one(
             summary=summary,
             turns=kept,
             max_chars=limit,
+            remembered=max(0, remembered - (len(turns) - len(kept))),
         )
 
     # Keep the newest turns that fit; older ones are in the summary or left out of this pass.

@@ -87,7 +87,18 @@ def instances_due(now=None) -> list[Any]:
     return sorted(set(due), key=str)
 
 
-def consolidation_input(conversation_id: Any) -> tuple[str, list[PromptTurn]]:
-    """The conversation's summary and its unfolded turns."""
-    summary, _, turns = history_load(conversation_id)
-    return summary, turns
+def consolidation_input(conversation_id: Any) -> tuple[str, list[PromptTurn], int]:
+    """The conversation's summary, its unfolded turns, and how many of the first of those an
+    earlier consolidation already saw (a conversation continued after it ended)."""
+    summary, folded, turns = history_load(conversation_id)
+    state = ConversationState.objects.filter(conversation_id=conversation_id).first()
+    done = state.consolidated_at if state else None
+    if done is None:
+        return summary, turns, 0
+    seen = (
+        Message.objects.filter(conversation_id=conversation_id, created_at__lte=done)
+        .exclude(role=Message.Role.SYSTEM)
+        .order_by("created_at", "id")
+    )
+    remembered = sum(1 for m in seen[folded:] if m.text.strip())
+    return summary, turns, min(remembered, len(turns))

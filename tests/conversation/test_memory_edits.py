@@ -192,6 +192,29 @@ async def test_a_good_edit_applies_with_a_revision_per_change(fake_openai, user,
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_continued_conversation_is_consolidated_for_what_is_new(fake_openai, user, nova):
+    """Reopened after its consolidation (the history page, or a live session past the idle
+    sweep): the next pass shows the earlier turns as already remembered and asks about the new."""
+    from characters import services
+
+    conversation = await sync_to_async(ended_conversation)(nova, user, "I am Ana, a pilot.")
+    fake_openai.script(json.dumps({"edits": [{"op": "add", "text": "The user is Ana."}]}))
+    assert (await memory_consolidate(instance_id=nova.pk)).conversations == 1
+    await sync_to_async(services.conversation_reopen)(conversation=conversation)
+    await Message.objects.acreate(conversation=conversation, role="user", text="I have a cat.")
+    await Message.objects.acreate(conversation=conversation, role="assistant", text="Nice.")
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(ended_at=timezone.now())
+    fake_openai.script(json.dumps({"edits": [{"op": "add", "text": "Ana has a cat."}]}))
+    result = await memory_consolidate(instance_id=nova.pk)
+    assert result.conversations == 1
+    prompt = fake_openai.chat_requests[-1].messages[-1]["content"]
+    earlier, new = prompt.split("New since then:\n")
+    assert "already reflected in the memory" in earlier and "user: I am Ana, a pilot." in earlier
+    assert new == "user: I have a cat.\nassistant: Nice."
+    assert await memory_of(nova) == MEMORY + "\nThe user is Ana.\nAna has a cat."
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_one_failing_conversation_does_not_block_the_others(
     fake_openai, user, nova, settings, caplog
 ):
