@@ -32,6 +32,8 @@ def phase_latency(stack: Stack, turns, args, report) -> dict:
             "es": es_clients[0].started.get("stt_engine"),
         },
         "tts_engines": clients[0].started.get("tts_engines"),
+        # 700 ms turn ends with "silence" here mean the Smart Turn model was missing.
+        "turn_detector": stack.readiness().get("turn", {}),
         "english": stats.summarise_turns(results),
         "spanish": stats.summarise_turns(es_results),
         "usage": usage,
@@ -82,7 +84,8 @@ def show(name: str, result: dict, print_turn_summary) -> None:
         print_turn_summary("Voice turns, Spanish", result["spanish"], load)
         print(
             f"  server CPU per turn {result['server_cpu_s_per_turn']} s, "
-            f"RSS peak {result['usage']['rss_peak_mib']} MiB, stt {result['stt_engine']}"
+            f"RSS peak {result['usage']['rss_peak_mib']} MiB, stt {result['stt_engine']}, "
+            f"end of turn {result['turn_detector'].get('detector')}"
         )
     elif name == "floor":
         print(f"\n== Floor (each part alone) · load {result['load_average']} ==")

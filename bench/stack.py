@@ -85,6 +85,14 @@ class Stack:
     def voice_url(self) -> str:
         return f"ws://127.0.0.1:{self.daphne.port}/ws/voice/"
 
+    def readiness(self) -> dict:
+        """The server's `/readyz` details (which STT, TTS and end-of-turn detector it has)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.daphne.port}/readyz"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read()).get("details", {})
+
     @property
     def stats(self) -> procs.ProcStats:
         return procs.ProcStats(self.daphne.pid)
