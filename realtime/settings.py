@@ -241,6 +241,8 @@ WS_AUTH_RECHECK_SECONDS = env_float("WS_AUTH_RECHECK_SECONDS", 5.0)  # 0: never 
 # Threads for sockets' ORM calls (realtime/sync_threads.py); also the most database connections
 # sockets hold at once. 1: every socket waits behind the others, as with plain Channels.
 WS_SYNC_THREADS = env_int("WS_SYNC_THREADS", 16)
+# How long those threads keep a database connection (health-checked before reuse); 0: one per call.
+WS_DB_CONN_MAX_AGE = env_float("WS_DB_CONN_MAX_AGE", 600.0)
 
 # Conversation engine (docs/conversation.md). The API key is read here only and never logged.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")

@@ -14,26 +14,36 @@ never exited: asgiref refuses thread-sensitive calls from tasks that outlive an 
 a socket's shielded teardown (storing the reply it cut) does outlive the socket's cancellation.
 asgiref maps contexts to executors weakly, so the mapping goes when the last such task does.
 
-Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10).
+Each of these threads keeps its database connection for `WS_DB_CONN_MAX_AGE` seconds (health
+checked before reuse) instead of opening one per call: with `CONN_MAX_AGE=0` (right for HTTP under
+ASGI, where every request gets a new thread) connecting and closing was ~26 % of a loaded
+server's busy time in our profile (SQLite: connect, register functions, PRAGMAs). Connections are
+bounded by the threads: at most `WS_SYNC_THREADS` per process.
+
+Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10); Django's
+`connection_created` signal and `BaseDatabaseWrapper.close_at` / `health_check_enabled`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext
+from django.db.backends.signals import connection_created
 
 T = TypeVar("T")
+THREAD_PREFIX = "ws-sync"
 
 
 class SyncThreads:
     """`size` one-thread executors shared by sockets; threads start at their first call."""
 
-    def __init__(self, size: int, *, name: str = "ws-sync") -> None:
+    def __init__(self, size: int, *, name: str = THREAD_PREFIX) -> None:
         if size < 1:
             raise ValueError("At least one thread is needed.")
         self._executors = [
@@ -45,6 +55,13 @@ class SyncThreads:
     @property
     def size(self) -> int:
         return len(self._executors)
+
+    def close_connections(self) -> None:
+        """Close the database connections the threads keep (tests, before a database is
+        dropped; a server shutting down)."""
+        from django.db import connections
+
+        wait([executor.submit(connections.close_all) for executor in self._executors])
 
     def load(self) -> list[int]:
         """Sockets running on each thread now."""
@@ -69,6 +86,20 @@ class SyncThreads:
             with self._lock:
                 self._sockets[slot] -= 1
 
+
+def _keep_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """A socket thread's new connection lives `WS_DB_CONN_MAX_AGE` s, checked before reuse."""
+    if not threading.current_thread().name.startswith(THREAD_PREFIX):
+        return
+    from django.conf import settings
+
+    max_age = settings.WS_DB_CONN_MAX_AGE
+    if max_age > 0:
+        connection.close_at = time.monotonic() + max_age
+        connection.health_check_enabled = True
+
+
+connection_created.connect(_keep_connection, weak=False, dispatch_uid="voz-ws-sync-connections")
 
 _shared: SyncThreads | None = None
 _shared_lock = threading.Lock()

@@ -21,6 +21,17 @@ from tests.speech_samples import (  # noqa: F401  (fixtures; edge-tts kept offli
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _socket_threads_let_go_of_the_database(django_db_setup, django_db_blocker):
+    """The WebSocket threads keep their database connections (realtime/sync_threads.py):
+    close them before the test database is dropped (PostgreSQL refuses while they are open)."""
+    yield
+    from realtime.sync_threads import socket_threads
+
+    with django_db_blocker.unblock():
+        socket_threads().close_connections()
+
+
 @dataclass
 class ApiClient:
     """A Django test client that sends `Authorization: Bearer <token>` and JSON bodies."""

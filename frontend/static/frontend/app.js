@@ -183,6 +183,9 @@ function onServerEvent(event) {
       break;
     case "transcript.final":
       $("partial").textContent = "";
+      // A new turn ends the reply before it, even one the server had finished sending that was
+      // paused here (input_audio.speech_started) while still playing.
+      if (player.busy || player.paused) stopReply({ cancel: false });
       state.lastUserMessageId = event.message_id || state.lastUserMessageId;
       if (event.text) {
         addMessage("user", event.text, { messageId: event.message_id || "" });
