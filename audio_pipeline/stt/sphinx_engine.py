@@ -81,7 +81,9 @@ class SphinxRecognizer:
         tail = self._pending + b"\0" * (-len(self._pending) % 2)
         self._pending = b""
         self._fed_bytes += len(tail)
-        speech = self._endpointer.end_stream(tail) if tail or self._in_utt else None
+        # end_stream needs at least one sample (an empty buffer raises IndexError in
+        # pocketsphinx 5): when the audio ended on a frame boundary mid-speech, one silent one.
+        speech = self._endpointer.end_stream(tail or b"\0\0") if tail or self._in_utt else None
         if speech is not None:
             self._feed(speech, out, force_end=True)
         elif self._in_utt:

@@ -85,6 +85,18 @@ def test_sphinx_final_text_is_identical_for_any_chunk_size(english_16k):
     assert len(texts) == 1 and next(iter(texts))
 
 
+def test_sphinx_finish_mid_speech_on_a_frame_boundary_gives_the_final(english_16k):
+    """A commit while the user is still speaking, with the audio ending exactly on an
+    endpointer frame: PocketSphinx's end_stream(b"") raised IndexError (seen in the bench)."""
+    recognizer = SphinxRecognizer(16000)
+    frame = recognizer._frame_bytes
+    cut = (len(english_16k) * 2 // 3) // frame * frame  # mid-speech, whole frames only
+    recognizer.accept(english_16k[:cut])
+    assert recognizer._in_utt and recognizer._pending == b""
+    final = recognizer.finish()
+    assert final.final and len(final.text.split()) >= 2, final
+
+
 def test_vosk_model_is_loaded_once_and_shared(vosk_ko, korean_model_path):
     first = VoskRecognizer(korean_model_path, 16000)
     second = VoskRecognizer(str(korean_model_path) + "/", 16000)
