@@ -95,7 +95,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "realtime.http_edge.TextSafetyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # ServeStatic (WhiteNoise's async fork): WhiteNoise is sync-only, which made every request,
+    # /healthz and the async API included, cross into a thread of its own and back.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -196,7 +198,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-WHITENOISE_USE_FINDERS = True  # Serve app static files under daphne without collectstatic.
+SERVESTATIC_USE_FINDERS = True  # Serve app static files under daphne without collectstatic.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # HTTPS in production (docs/configuration.md, "Production"): `manage.py check --deploy` is clean

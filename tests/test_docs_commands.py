@@ -43,7 +43,7 @@ NOT_RUN = {
     "manage.py compilemessages": "a translator's step that rewrites the checkout's .mo files",
     "-m realtime.server": "starts a server that runs until stopped (the fixture starts the same "
     "server through ./scripts/serve)",
-    "manage.py collectstatic": "a release step that writes STATIC_ROOT (whitenoise serves the "
+    "manage.py collectstatic": "a release step that writes STATIC_ROOT (servestatic serves the "
     "apps' files in tests)",
     "bench/load.py": "a load test that takes minutes and the whole machine (docs/operations.md)",
     "git checkout": "switches the reader's checkout to another branch",
