@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from characters.models import CharacterInstance, Conversation, Message
+from characters.services import conversation_reopen
 
 from .errors import ConversationEnded, ConversationNotFound
 from .retry import with_db_retry
@@ -49,8 +50,7 @@ def conversation_open(
     if conversation.ended_at is not None:
         if not continue_ended:
             raise ConversationEnded("This conversation has ended; start a new one.")
-        Conversation.objects.filter(pk=conversation.pk).update(ended_at=None)
-        conversation.ended_at = None
+        conversation_reopen(conversation=conversation)
     return conversation
 
 

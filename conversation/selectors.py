@@ -90,15 +90,15 @@ def instances_due(now=None) -> list[Any]:
 def consolidation_input(conversation_id: Any) -> tuple[str, list[PromptTurn], int]:
     """The conversation's summary, its unfolded turns, and how many of the first of those an
     earlier consolidation already saw (a conversation continued after it ended)."""
-    summary, folded, turns = history_load(conversation_id)
+    summary, _, turns = history_load(conversation_id)
     state = ConversationState.objects.filter(conversation_id=conversation_id).first()
     done = state.consolidated_at if state else None
     if done is None:
         return summary, turns, 0
-    seen = (
-        Message.objects.filter(conversation_id=conversation_id, created_at__lte=done)
+    # New messages come last in `turns` (ordered by time); count them, not the earlier ones.
+    new = (
+        Message.objects.filter(conversation_id=conversation_id, created_at__gt=done)
         .exclude(role=Message.Role.SYSTEM)
-        .order_by("created_at", "id")
+        .values_list("text", flat=True)
     )
-    remembered = sum(1 for m in seen[folded:] if m.text.strip())
-    return summary, turns, min(remembered, len(turns))
+    return summary, turns, max(0, len(turns) - sum(1 for text in new if text.strip()))

@@ -68,6 +68,7 @@ class VoiceSession:
         self.pipeline: Pipeline | None = None
         self.reply: ReplyStage | None = None
         self.recognise: RecogniseStage | None = None
+        self.voice_activity = False  # the pipeline has the hear stage (VAD, end of turn)
         self.started_at = time.monotonic()
         self.last_activity = self.started_at
         self.closing = False
@@ -156,7 +157,7 @@ class VoiceSession:
                 tts_engines=names["tts_engines"],
                 llm_engine=names["llm_engine"],
                 turn_detection=start.turn_detection,
-                **_barge_in(),
+                **_barge_in(self.voice_activity),
             )
         )
 
@@ -168,7 +169,7 @@ class VoiceSession:
         self.recognise = RecogniseStage(
             functools.partial(engines.open_transcriber, language, rate), input_rate=rate
         )
-        hearing = engines.voice_activity_enabled()
+        hearing = self.voice_activity = engines.voice_activity_enabled()
         preemptive = hearing and engines.preemptive_generation()
         self.reply = ReplyStage(
             engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
@@ -298,9 +299,9 @@ class VoiceSession:
         return task
 
 
-def _barge_in() -> dict[str, Any]:
+def _barge_in(voice_activity: bool) -> dict[str, Any]:
     """What will interrupt a reply in this session (told to the client in session.started)."""
-    if engines.voice_activity_enabled():
+    if voice_activity:
         return {
             "barge_in": "speech_started",
             "interrupt_min_speech_ms": engines.interrupt_min_speech_ms(),
