@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import wave
 
 import pytest
@@ -20,7 +21,9 @@ from tests.browser.conftest import (
     running_server,
 )
 
-FIRST, SECOND = "Hello captain.", "What is a nebula made of?"
+# Several plain words each, so one word PocketSphinx mishears (it varies with how the browser
+# resampled the audio) cannot decide the test.
+FIRST, SECOND = "Good morning, the engines are ready.", "What is a nebula made of?"
 PAUSE_S = 3.0  # longer than any end-of-speech silence a recogniser waits for
 
 
@@ -124,17 +127,26 @@ def test_push_to_talk_hold_with_pauses_is_one_turn_at_release(pause_browser, ser
     page.get_by_label("Push to talk (hold Space)").check()  # the microphone opens now
     expect(app).to_have_attribute("data-connection", "open", timeout=30000)
     page.locator("body").click()
-    page.keyboard.down("Space")
+    page.keyboard.down("Space")  # at once: the microphone may still be opening
+    held = time.monotonic()
     # The rest of the file (lead-in, first sentence, 3 s pause, second sentence) while held.
     page.wait_for_timeout(int((7 + PAUSE_S + 5) * 1000))
     expect(page.locator("#log .msg.user")).to_have_count(0)  # nothing ended the turn
     expect(page.locator("#talk")).to_have_text("Release to send")
     page.keyboard.up("Space")
+    held = time.monotonic() - held
+    # One microphone: pressing while it opened once started a second one, and the two streams'
+    # chunks interleaved into twice the audio (heard as nonsense).
+    sent_s = sum(len(f) for f in frames if not isinstance(f, str)) / 2 / 16000
+    assert sent_s <= held + 0.5, (sent_s, held)
 
     user = page.locator("#log .msg.user")
     expect(user).to_have_count(1, timeout=40000)
-    words = set(user.first.locator(".text").inner_text().lower().replace("?", "").split())
-    assert words & {"hello", "captain"} and words & {"nebula", "made", "what"}, words
+    text = user.first.locator(".text").inner_text()
+    words = set(text.lower().replace("?", "").replace(",", "").replace(".", "").split())
+    # Both sides of the pause in the one turn.
+    assert len(words & {"good", "morning", "engines", "ready"}) >= 2, text
+    assert len(words & {"what", "nebula", "made"}) >= 2, text
     expect(page.locator("#log .msg.assistant").first).to_have_attribute(
         "data-state", "done", timeout=30000
     )

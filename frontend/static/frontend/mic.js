@@ -16,14 +16,29 @@ export class Microphone {
     this.context = null;
     this.stream = null;
     this.node = null;
+    this.opening = null; // the start in progress: a second start() joins it
+    this.stopWanted = false; // stop() came while opening: close once open
   }
 
+  /** Open or opening (so a second caller never opens a second microphone). */
   get active() {
-    return this.stream !== null;
+    return this.stream !== null || this.opening !== null;
   }
 
-  async start() {
-    if (this.stream) return;
+  /** Open the microphone; calls while it opens share the one start. */
+  start() {
+    if (this.stream) return Promise.resolve();
+    if (!this.opening) {
+      this.stopWanted = false;
+      this.opening = this.open().finally(() => {
+        this.opening = null;
+        if (this.stopWanted) this.stop();
+      });
+    }
+    return this.opening;
+  }
+
+  async open() {
     const processing = !this.raw;
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: {
@@ -58,6 +73,7 @@ export class Microphone {
   }
 
   stop() {
+    if (this.opening) this.stopWanted = true;
     if (!this.stream) return;
     this.stream.getTracks().forEach((track) => track.stop());
     this.node.port.onmessage = null;
