@@ -101,6 +101,7 @@ class _Reply:
 
 class ReplyStage(Stage):
     handles = (UserTurn,)
+    work_in_task = True  # `stop` lets the turn in progress be stored (see below)
 
     def __init__(
         self,
