@@ -25,6 +25,8 @@ from voice.frames import Frame, Interruption, ReplyFrame, ReplyOutput, SystemFra
 
 logger = logging.getLogger(__name__)
 
+YIELD_EVERY = 32  # frames processed before the worker lets the event loop run others
+
 Push = Callable[[Frame], Awaitable[None]]
 Report = Callable[[Frame], None]
 
@@ -112,10 +114,17 @@ class Stage:
         if after is not None:  # The worker an interruption cancelled winds down first.
             await asyncio.wait({after})
         me = asyncio.current_task()
+        done = 0
         while self._worker is me:
             while not self._queue:
                 self._ready.clear()
                 await self._ready.wait()
+            done += 1
+            if done % YIELD_EVERY == 0:
+                # Work that never suspends (a push, a socket write) would otherwise run a long
+                # queue to its end while every other socket of the process waits.
+                await asyncio.sleep(0)
+                continue
             frame = self._queue.popleft()
             handler = self.process if isinstance(frame, self.handles) else self.push
             if self.work_in_task:
