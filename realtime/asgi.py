@@ -13,16 +13,18 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from consumers.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
 from consumers.edge import WebSocketEdge  # noqa: E402
 from conversation.background import lifespan_sweeper  # noqa: E402
+from realtime.liveness import liveness  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.transport import close_on_failure  # noqa: E402
 
 close_on_failure()  # daphne sends close 1009 for an oversized message instead of dropping TCP.
 
-# lifespan_sweeper starts the idle memory sweep with the server (conversation/background.py).
+# lifespan_sweeper starts the idle memory sweep with the server (conversation/background.py);
+# liveness answers /healthz on the event loop, before Django (realtime/liveness.py).
 application = lifespan_sweeper(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": liveness(django_asgi_app),
             "websocket": WebSocketEdge(
                 WebSocketOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
             ),

@@ -73,3 +73,42 @@ async def test_readyz_shows_registered_details_and_survives_broken_ones():
         readiness._providers.pop("test-broken")
     assert body["details"]["test-ok"] == {"engine": "demo"}
     assert "ZeroDivisionError" in body["details"]["test-broken"]["error"]
+
+
+async def _call(app, method: str, path: str) -> tuple[int, dict, bytes]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(b"host", b"10.0.0.7:8000")],  # a probe's Host: the pod IP
+        "query_string": b"",
+        "client": ("10.0.0.1", 5000),
+        "server": ("10.0.0.7", 8000),
+    }
+    await app(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    return sent[0]["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_healthz_is_answered_before_django_on_the_event_loop():
+    """No thread hop and no Host check: under load Django's sync signal receivers alone took
+    seconds (operations.md); a liveness probe must measure the loop, not the thread pool."""
+    import json
+
+    from realtime.asgi import application
+
+    status, headers, body = await _call(application, "GET", "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert headers[b"cache-control"] == b"no-store"
+    status, _, body = await _call(application, "HEAD", "/healthz")
+    assert (status, body) == (200, b"")
+    status, headers, _ = await _call(application, "POST", "/healthz")
+    assert status == 405 and headers[b"allow"] == b"GET, HEAD"
