@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
 
@@ -16,9 +17,23 @@ from .base import AudioChunk, TtsError, Voice, base_language
 DEFAULT_VOICES = {"en": "en-us", "es": "es"}
 
 
+BINARY_RECHECK_S = 30.0
+_binary: tuple[str, float, str | None] | None = None  # (setting, looked up at, path)
+
+
+def espeak_binary() -> str | None:
+    """`shutil.which(TTS_ESPEAK_BINARY)`, looked up again at most every 30 s: it walks PATH with
+    a stat per directory, and ran on the event loop twice for every sentence spoken."""
+    global _binary
+    name, now = settings.TTS_ESPEAK_BINARY, time.monotonic()
+    if _binary is None or _binary[0] != name or now - _binary[1] >= BINARY_RECHECK_S:
+        _binary = (name, now, shutil.which(name))
+    return _binary[2]
+
+
 @lru_cache(maxsize=1)
 def _installed_voices() -> tuple[Voice, ...]:
-    binary = shutil.which(settings.TTS_ESPEAK_BINARY)
+    binary = espeak_binary()
     if not binary:
         return ()
     listing = subprocess.run(
@@ -52,7 +67,7 @@ class EspeakTts:
     name = "espeak"
 
     def available(self) -> tuple[bool, str]:
-        if not shutil.which(settings.TTS_ESPEAK_BINARY):
+        if not espeak_binary():
             return False, f"{settings.TTS_ESPEAK_BINARY} not found (apt-get install espeak-ng)"
         return True, ""
 
@@ -77,7 +92,7 @@ class EspeakTts:
     async def synthesize(
         self, text: str, *, language: str, voice: str | None
     ) -> AsyncIterator[AudioChunk]:
-        binary = shutil.which(settings.TTS_ESPEAK_BINARY)
+        binary = espeak_binary()
         if not binary:
             raise TtsError("espeak-ng is not installed")
         process = await asyncio.create_subprocess_exec(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import (
     ChatMessage,
@@ -205,8 +206,16 @@ class OpenAIEngine:
         response = None
         try:
             async with asyncio.timeout(limit):
-                response = await self._client().chat.completions.create(
-                    **request, stream=True, **extra
+                # The SDK's documented low-level request rather than `chat.completions.create`,
+                # which first walks every message through its TypedDict transform: 8 % of the
+                # event loop at 200 sessions (docs/operations.md), for plain strings it leaves
+                # unchanged. Auth, retries off, timeouts and errors are the same client's.
+                response = await self._client().post(
+                    "/chat/completions",
+                    body={**request, "stream": True, **extra},
+                    cast_to=ChatCompletion,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[ChatCompletionChunk],
                 )
                 iterator = response.__aiter__()
                 while True:
