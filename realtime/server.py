@@ -192,7 +192,17 @@ class BoundedServer(Server):
         if protocol in self.slow_clients:
             return  # Being closed for not reading: nothing more is written for it.
         await super().handle_reply(protocol, message)
+        # What the socket holds is at most what it held when last measured plus what was
+        # written since: measure (an ioctl, 8 % of the event loop when done on every send at
+        # 300 sessions) only once that upper bound passes the limit.
+        # (Text counted at 4 bytes a character and 14 bytes of framing: an upper bound.)
+        size = len(message.get("bytes") or b"") + 4 * len(message.get("text") or "") + 14
+        bound = getattr(protocol, "_voz_unsent_at_most", 0) + size
+        if bound <= self.ws_max_buffered_bytes:
+            protocol._voz_unsent_at_most = bound
+            return
         buffered = transport_buffered_bytes(protocol.transport)
+        protocol._voz_unsent_at_most = buffered if buffered is not None else 0
         if buffered is not None and buffered > self.ws_max_buffered_bytes:
             self.close_slow_client(protocol, buffered)
 
