@@ -108,8 +108,18 @@ def phase_sweep(stack: Stack, turns, args, report) -> dict:
     from .sweep import voice_sweep
 
     counts = [1, 2, 4] if args.quick else [1, 2, 4, 8, 16, 32]
+    if args.sweep_sessions:
+        counts = [int(n) for n in args.sweep_sessions.split(",")]
+    engines = args.stt_engines.split(",") if args.stt_engines else None
     floor = report["phases"].get("floor", {}).get("floor")
-    return voice_sweep(stack, turns, counts, turns_per_session=1 if args.quick else 3, floor=floor)
+    return voice_sweep(
+        stack,
+        turns,
+        counts,
+        turns_per_session=1 if args.quick else 3,
+        floor=floor,
+        engines=engines,
+    )
 
 
 def phase_text(stack: Stack, turns, args, report) -> dict:

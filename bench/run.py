@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="py-spy the server (latency and text phases)"
     )
     parser.add_argument("--repeats", type=int, help="passes over the English set (latency)")
+    parser.add_argument(
+        "--sweep-sessions", help="voice sessions at once for the sweep, e.g. 4,8 (default 1…32)"
+    )
+    parser.add_argument("--stt-engines", help="recognisers for the sweep, e.g. whisper")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)

@@ -88,12 +88,19 @@ async def _staggered(url: str, token: str, plans, delay_s: float):
 
 
 def voice_sweep(
-    stack: Stack, turns, counts: list[int], turns_per_session: int, floor: dict | None = None
+    stack: Stack,
+    turns,
+    counts: list[int],
+    turns_per_session: int,
+    floor: dict | None = None,
+    engines: list[str] | None = None,
 ) -> dict:
-    """Per engine and N: the figures above; with `floor` (bench.floor), the overhead ratio."""
+    """Per engine (default: every one that serves English here) and N: the figures above; with
+    `floor` (bench.floor), the overhead ratio."""
     setup_django(stack._env())
     english = [t for t in turns if t.language == "en"]
-    engines = english_engines()
+    available = english_engines()
+    engines = [e for e in engines if e in available] if engines else available
     out: dict = {"engines": {}, "largest_realtime": {}, "recogniser_rtf": {}}
     for engine in engines:
         stack.restart(STT_ENGINES=engine)

@@ -322,6 +322,8 @@ WHISPER_MODELS = {"en": "tiny.en", **_env_by_language("WHISPER_MODEL_")}
 WHISPER_THREADS = env_int("WHISPER_THREADS", 2)
 WHISPER_PARTIAL_INTERVAL_MS = env_float("WHISPER_PARTIAL_INTERVAL_MS", 800.0)
 WHISPER_ENDPOINT_MS = env_float("WHISPER_ENDPOINT_MS", 600.0)
+# Process-wide: a partial re-decode runs only while fewer decodes than this run (finals always do).
+WHISPER_PARTIAL_MAX_DECODES = env_int("WHISPER_PARTIAL_MAX_DECODES", 1)
 # Voice activity (Silero VAD) and end of turn (Smart Turn, else a silence timeout).
 VAD_ENABLED = env_bool("VAD_ENABLED", True)
 VAD_THRESHOLD = env_float("VAD_THRESHOLD", 0.5)

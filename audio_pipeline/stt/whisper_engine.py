@@ -3,7 +3,9 @@
 Whisper decodes whole segments, so this recogniser cuts utterances with Silero VAD and:
 - gives partials by re-decoding the growing utterance, at most once per
   `WHISPER_PARTIAL_INTERVAL_MS` of new speech and with at most half the wall time spent on them
-  (a loaded machine gets fewer partials rather than falling behind the audio);
+  (a loaded machine gets fewer partials rather than falling behind the audio); process-wide, a
+  partial decodes only while fewer than `WHISPER_PARTIAL_MAX_DECODES` decodes (partial or final)
+  run, so many sessions share the cores for their finals instead of all re-decoding at once;
 - decodes eagerly as soon as the VAD sees speech pause, so when the pause is confirmed
   (`WHISPER_ENDPOINT_MS` of silence) the final is usually ready without another decode;
 - closes an utterance with a final at that endpoint, at `finish()`, or at 25 s (Whisper's
@@ -41,6 +43,37 @@ CATALOG = ("tiny.en", "base")
 TOKENS_PER_SECOND = 8  # a generous bound on speech; stops runaway repetition loops
 _models: dict[str, object] = {}
 _models_lock = threading.Lock()
+
+
+class DecodeGate:
+    """Counts the Whisper decodes running in the process. Finals always decode (a turn needs its
+    final); a partial is skipped while `limit` decodes already run: with tiny.en ~350 ms a
+    decode whatever the length (measured here, 2 threads), every session re-decoding every
+    0.8 s of speech would want more cores than the machine has at four sessions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+        self.skipped = 0  # partials not decoded because the process was busy
+
+    def try_partial(self, limit: int) -> bool:
+        with self._lock:
+            if self.running >= limit:
+                self.skipped += 1
+                return False
+            self.running += 1
+            return True
+
+    def enter(self) -> None:
+        with self._lock:
+            self.running += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+
+decode_gate = DecodeGate()
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one INFO line per decode
 
 
@@ -158,10 +191,17 @@ class WhisperRecognizer:
             if now - self._speech_ms >= MAX_UTTERANCE_MS:
                 out.append(self._close(now))
                 self._speech_ms = now
-            elif self._eager is None and self._partial_due(now):
+            elif (
+                self._eager is None
+                and self._partial_due(now)
+                and decode_gate.try_partial(settings.WHISPER_PARTIAL_MAX_DECODES)
+            ):
                 self._last_partial_ms = now
                 started = time.monotonic()
-                text = self._decode(self._speech_ms, now)[0]
+                try:
+                    text = self._decode(self._speech_ms, now, gated=True)[0]
+                finally:
+                    decode_gate.leave()
                 # At most half of the wall time goes to partials, so a loaded machine gets fewer
                 # of them instead of falling behind the audio.
                 self._next_partial_at = time.monotonic() + (time.monotonic() - started)
@@ -213,8 +253,15 @@ class WhisperRecognizer:
         )
         return Transcript(text, True, words)
 
-    def _decode(self, start_ms: float, end_ms: float) -> tuple[str, float]:
-        """Text of the audio from `start_ms` (less pre-roll) to `end_ms` (plus a tail)."""
+    def _decode(self, start_ms: float, end_ms: float, *, gated: bool = False) -> tuple[str, float]:
+        """Text of the audio from `start_ms` (less pre-roll) to `end_ms` (plus a tail).
+        `gated`: the caller already counts this decode in `decode_gate`."""
+        if not gated:
+            decode_gate.enter()
+            try:
+                return self._decode(start_ms, end_ms, gated=True)
+            finally:
+                decode_gate.leave()
         begin = self._offset(start_ms - PREROLL_MS)
         end = self._offset(end_ms + TAIL_MS)
         pcm = bytes(self._audio[begin:end])

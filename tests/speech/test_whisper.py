@@ -37,6 +37,25 @@ def test_english_partials_while_speaking_then_a_final_at_the_pause():
     assert recognizer.finish().text == "", "nothing left after the final"
 
 
+def test_a_busy_process_skips_partials_but_never_a_final():
+    """Another session's decode running (the gate full): no partial re-decode, same final."""
+    from audio_pipeline.stt.whisper_engine import decode_gate
+
+    recognizer = WhisperRecognizer("en", partial_interval_ms=300, endpoint_ms=500)
+    skipped = decode_gate.skipped
+    decode_gate.enter()  # as if another session were decoding
+    try:
+        results = feed(recognizer, silence(0.5) + piper(ENGLISH) + silence(1.0))
+    finally:
+        decode_gate.leave()
+    assert [t.final for t in results] == [True]  # no partials, the final all the same
+    assert word_error(ENGLISH, results[0].text) <= 0.1
+    assert decode_gate.skipped > skipped
+    assert decode_gate.running == 0
+    results = feed(recognizer, silence(0.3) + piper(ENGLISH) + silence(1.0))
+    assert [t for t in results if not t.final], "partials again once the process is free"
+
+
 def test_the_final_reuses_the_decode_made_when_speech_paused():
     recognizer = WhisperRecognizer("en", partial_interval_ms=10_000, endpoint_ms=600)
     feed(recognizer, silence(0.3) + piper("Hello there, my friend.") + silence(0.3))
