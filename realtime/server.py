@@ -36,7 +36,6 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
 from realtime.access_log import RedactingAccessLog
-from realtime.child_watcher import use_pidfd_child_watcher
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
     import fcntl
@@ -173,7 +172,6 @@ class BoundedServer(Server):
         self.memory_return = MemoryReturn()
         reactor.callWhenRunning(self.loop_lag.start)
         reactor.callWhenRunning(self.memory_return.start)
-        reactor.callWhenRunning(use_pidfd_child_watcher)
         readiness.register("event_loop", self.loop_lag.summary)
 
     def protocol_disconnected(self, protocol: Any) -> None:

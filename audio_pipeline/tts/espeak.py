@@ -8,6 +8,7 @@ import struct
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from django.conf import settings
@@ -63,6 +64,32 @@ def parse_wav_pcm16(data: bytes) -> tuple[bytes, int]:
     raise TtsError("espeak-ng's WAV has no data chunk")
 
 
+SPAWN_THREADS = 4
+TIMEOUT_S = 30
+_spawn_pool: ThreadPoolExecutor | None = None
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """Threads that start espeak-ng and wait for it. Spawning from the event loop (asyncio's
+    subprocess transports) cost 16 % of the loop at 200 sessions (docs/operations.md); here the
+    fork (vfork, without the GIL) and the pipes cost the loop nothing."""
+    global _spawn_pool
+    if _spawn_pool is None:
+        _spawn_pool = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="espeak")
+    return _spawn_pool
+
+
+def _run(command: list[str], text: bytes) -> tuple[int, bytes, bytes]:
+    """Run espeak-ng on `text` (blocking; killed after 30 s): (exit code, WAV bytes, stderr)."""
+    try:
+        done = subprocess.run(command, input=text, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise TtsError("espeak-ng timed out") from exc
+    except OSError as exc:
+        raise TtsError(f"espeak-ng could not start: {exc}") from exc
+    return done.returncode, done.stdout, done.stderr
+
+
 class EspeakTts:
     name = "espeak"
 
@@ -95,21 +122,10 @@ class EspeakTts:
         binary = espeak_binary()
         if not binary:
             raise TtsError("espeak-ng is not installed")
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            "-v",
-            voice or self.default_voice(language) or "en",
-            "--stdout",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(text.encode()), timeout=30)
-        except TimeoutError as exc:
-            process.kill()
-            raise TtsError("espeak-ng timed out") from exc
-        if process.returncode != 0:
+        command = [binary, "-v", voice or self.default_voice(language) or "en", "--stdout"]
+        loop = asyncio.get_running_loop()
+        returncode, out, err = await loop.run_in_executor(_spawner(), _run, command, text.encode())
+        if returncode != 0:
             raise TtsError(f"espeak-ng failed: {err.decode(errors='replace')[:200]}")
         pcm, rate = parse_wav_pcm16(out)
         yield AudioChunk(pcm, "pcm16", rate)
