@@ -46,18 +46,24 @@ async def until(condition, limit_s: float = 2.0) -> None:
     raise AssertionError("condition not met")
 
 
+def running_recorder() -> tuple[Recorder, list[Frame]]:
+    """A running Recorder whose output is collected in the list."""
+    stage, out = Recorder(), []
+
+    async def sink(frame: Frame) -> None:
+        out.append(frame)
+
+    stage.link(sink=sink)
+    stage.start()
+    return stage, out
+
+
 def delta(text: str) -> TextDelta:
     return TextDelta("r1", text)
 
 
 async def test_frames_run_in_order_inline_in_the_worker():
-    stage, out = Recorder(), []
-
-    async def sink(frame):
-        out.append(frame)
-
-    stage.link(sink=sink)
-    stage.start()
+    stage, out = running_recorder()
     for index in range(200):
         await stage.accept(delta(str(index)))
     await until(lambda: len(out) == 200)
@@ -67,13 +73,7 @@ async def test_frames_run_in_order_inline_in_the_worker():
 
 
 async def test_an_interruption_cancels_the_current_work_and_a_new_worker_goes_on():
-    stage, out = Recorder(), []
-
-    async def sink(frame):
-        out.append(frame)
-
-    stage.link(sink=sink)
-    stage.start()
+    stage, out = running_recorder()
     first_worker = stage._worker
     await stage.accept(delta("block"))
     await asyncio.wait_for(stage.started.wait(), 2)
@@ -88,13 +88,7 @@ async def test_an_interruption_cancels_the_current_work_and_a_new_worker_goes_on
 
 
 async def test_reply_content_waiting_behind_the_current_work_is_dropped_by_an_interruption():
-    stage, out = Recorder(), []
-
-    async def sink(frame):
-        out.append(frame)
-
-    stage.link(sink=sink)
-    stage.start()
+    stage, _ = running_recorder()
     await stage.accept(delta("block"))
     await asyncio.wait_for(stage.started.wait(), 2)
     await stage.accept(delta("queued"))  # a ReplyOutput: dropped by the cut
@@ -106,13 +100,7 @@ async def test_reply_content_waiting_behind_the_current_work_is_dropped_by_an_in
 
 
 async def test_a_cancellation_inside_the_work_ends_that_frame_only():
-    stage, out = Recorder(), []
-
-    async def sink(frame):
-        out.append(frame)
-
-    stage.link(sink=sink)
-    stage.start()
+    stage, _ = running_recorder()
     worker = stage._worker
     await stage.accept(delta("stray-cancel"))
     await stage.accept(delta("next"))
