@@ -113,9 +113,13 @@ class Stage:
     async def _run(self, after: asyncio.Task | None = None) -> None:
         if after is not None:  # The worker an interruption cancelled winds down first.
             await asyncio.wait({after})
-        me = asyncio.current_task()
+            after = None
+        # The task is looked up, never kept in a local: a cancelled task's traceback keeps this
+        # frame, and a frame holding its own task is a cycle that only the GC frees (with the
+        # whole session behind it: tests/test_load_memory.py).
+        current = asyncio.current_task
         done = 0
-        while self._worker is me:
+        while self._worker is current():
             while not self._queue:
                 self._ready.clear()
                 await self._ready.wait()
@@ -130,11 +134,11 @@ class Stage:
             if self.work_in_task:
                 await self._run_in_task(handler, frame)
                 continue
-            self._work = me
+            self._work = current()
             try:
                 await handler(frame)
             except asyncio.CancelledError:
-                if me.cancelling():  # This worker was cancelled (interruption or stop).
+                if current().cancelling():  # This worker was cancelled (interruption or stop).
                     raise
                 # Something the work awaited was cancelled, not the stage: as with a task of
                 # its own, that frame's work ends and the queue goes on.
