@@ -14,10 +14,11 @@ import contextvars
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from asgiref.typing import ASGI3Application as Asgi
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -103,9 +104,6 @@ def sweeper_stop() -> None:
     task = _sweepers.pop(asyncio.get_running_loop(), None)
     if task is not None:
         task.cancel()
-
-
-Asgi = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable]
 
 
 def lifespan_sweeper(app: Asgi) -> Asgi:

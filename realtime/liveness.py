@@ -11,12 +11,9 @@ Django view (`realtime.health.healthz`) stays for `reverse()` and the test clien
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Asgi = Callable[
-    [dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[Any]
-]
+from asgiref.typing import ASGI3Application as Asgi
 
 PATH = "/healthz"
 BODY = b'{"status": "ok"}'

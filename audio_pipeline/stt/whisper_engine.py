@@ -25,6 +25,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +66,15 @@ class DecodeGate:
             self.running += 1
             return True
 
-    def enter(self) -> None:
+    @contextmanager
+    def final(self) -> Iterator[None]:
+        """Counts a final's decode while it runs (it never waits or skips)."""
         with self._lock:
             self.running += 1
+        try:
+            yield
+        finally:
+            self.leave()
 
     def leave(self) -> None:
         with self._lock:
@@ -199,7 +207,7 @@ class WhisperRecognizer:
                 self._last_partial_ms = now
                 started = time.monotonic()
                 try:
-                    text = self._decode(self._speech_ms, now, gated=True)[0]
+                    text = self._decode(self._speech_ms, now)[0]
                 finally:
                     decode_gate.leave()
                 # At most half of the wall time goes to partials, so a loaded machine gets fewer
@@ -241,7 +249,8 @@ class WhisperRecognizer:
 
     def _final(self, start_ms: float | None, end_ms: float) -> Transcript:
         start_ms = end_ms if start_ms is None else start_ms
-        text, probability = self._decode(start_ms, end_ms)
+        with decode_gate.final():
+            text, probability = self._decode(start_ms, end_ms)
         tokens = text.split()
         if not tokens:
             return Transcript("", True)
@@ -253,15 +262,9 @@ class WhisperRecognizer:
         )
         return Transcript(text, True, words)
 
-    def _decode(self, start_ms: float, end_ms: float, *, gated: bool = False) -> tuple[str, float]:
-        """Text of the audio from `start_ms` (less pre-roll) to `end_ms` (plus a tail).
-        `gated`: the caller already counts this decode in `decode_gate`."""
-        if not gated:
-            decode_gate.enter()
-            try:
-                return self._decode(start_ms, end_ms, gated=True)
-            finally:
-                decode_gate.leave()
+    def _decode(self, start_ms: float, end_ms: float) -> tuple[str, float]:
+        """Text of the audio from `start_ms` (less pre-roll) to `end_ms` (plus a tail). The
+        caller counts it in `decode_gate` (`try_partial` or `final`)."""
         begin = self._offset(start_ms - PREROLL_MS)
         end = self._offset(end_ms + TAIL_MS)
         pcm = bytes(self._audio[begin:end])

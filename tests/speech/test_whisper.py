@@ -43,11 +43,8 @@ def test_a_busy_process_skips_partials_but_never_a_final():
 
     recognizer = WhisperRecognizer("en", partial_interval_ms=300, endpoint_ms=500)
     skipped = decode_gate.skipped
-    decode_gate.enter()  # as if another session were decoding
-    try:
+    with decode_gate.final():  # as if another session were decoding its final
         results = feed(recognizer, silence(0.5) + piper(ENGLISH) + silence(1.0))
-    finally:
-        decode_gate.leave()
     assert [t.final for t in results] == [True]  # no partials, the final all the same
     assert word_error(ENGLISH, results[0].text) <= 0.1
     assert decode_gate.skipped > skipped
