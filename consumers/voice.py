@@ -7,12 +7,13 @@ from __future__ import annotations
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.dispatch import ReceiveWithoutThreadHop
 from realtime.channel_layer import NO_CHANNEL_LAYER
 from voice.protocol import CLOSE_UNAUTHORIZED
 from voice.session import VoiceSession
 
 
-class VoiceConsumer(AsyncWebsocketConsumer):
+class VoiceConsumer(ReceiveWithoutThreadHop, AsyncWebsocketConsumer):
     # Receives nothing through the layer (it only publishes to observers, best effort), so it
     # takes no channel there and a Redis outage cannot close it.
     channel_layer_alias = NO_CHANNEL_LAYER

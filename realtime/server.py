@@ -141,7 +141,8 @@ class MemoryReturn:
 
 def warm_up() -> None:
     """Load what the first sessions would otherwise load on the event loop or in their start:
-    tiktoken's encoding (~1-2 s, on the loop in the first turn) and the configured Vosk models."""
+    tiktoken's encoding (~1-2 s, on the loop in the first turn), the configured Vosk models and
+    libespeak-ng."""
     from django.conf import settings
 
     if not settings.WARM_UP:
@@ -152,6 +153,10 @@ def warm_up() -> None:
     started = time.monotonic()
     count_tokens("warm up")
     models = cache.warm_up()
+    if settings.TTS_ESPEAK_IN_PROCESS:
+        from audio_pipeline.tts.espeak import library_usable
+
+        library_usable()  # Loads libespeak-ng and its data now rather than in a first turn.
     logger.info("Warmed up in %.1f s (Vosk models: %s)", time.monotonic() - started, models)
 
 

@@ -260,6 +260,9 @@ LLM_TOTAL_TIMEOUT = env_float("LLM_TOTAL_TIMEOUT", 60.0)
 LLM_RETRIES = env_int("LLM_RETRIES", 2)
 LLM_RETRY_BACKOFF = env_float("LLM_RETRY_BACKOFF", 0.5)
 LLM_TOKEN_TIMEOUT = env_float("LLM_TOKEN_TIMEOUT", 10.0)  # Between tokens once started; 0: none.
+# The openai client's HTTP transport: "aiohttp" (the SDK's documented option for concurrency) or
+# "httpx" (its default, whose pool probes every idle connection on each request; docs/performance.md).
+LLM_HTTP_TRANSPORT = env_str("LLM_HTTP_TRANSPORT", "aiohttp")
 LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
 LOCAL_MAX_TOKENS = env_int("LOCAL_MAX_TOKENS", 120)
 LOCAL_CONTEXT_TOKENS = env_int("LOCAL_CONTEXT_TOKENS", 2048)
@@ -357,6 +360,9 @@ TTS_EDGE_VOICES = dict(
 TTS_EDGE_PROXY = env_str("TTS_EDGE_PROXY")
 TTS_PIPER_MODEL = env_str("TTS_PIPER_MODEL")
 TTS_ESPEAK_BINARY = env_str("TTS_ESPEAK_BINARY", "espeak-ng")
+# espeak-ng inside the process (libespeak-ng; ~3 ms of CPU a sentence) rather than its program
+# per sentence (~13 ms, isolated from the server). docs/configuration.md.
+TTS_ESPEAK_IN_PROCESS = env_bool("TTS_ESPEAK_IN_PROCESS", True)
 SENTENCE_MAX_CHARS = env_int("SENTENCE_MAX_CHARS", 200)
 # A reply's first spoken chunk may end at a clause (, : ; –) once it has this many words (0: off).
 SENTENCE_FIRST_CLAUSE_WORDS = env_int("SENTENCE_FIRST_CLAUSE_WORDS", 4)

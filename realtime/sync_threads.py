@@ -20,6 +20,13 @@ ASGI, where every request gets a new thread) connecting and closing was ~26 % of
 server's busy time in our profile (SQLite: connect, register functions, PRAGMAs). Connections are
 bounded by the threads: at most `WS_SYNC_THREADS` per process.
 
+Channels also hops into the socket's thread before *every* message it dispatches, only to call
+`close_old_connections()` (`AsyncConsumer.dispatch`); for a voice socket that is 50 hops a
+second, each queued behind the other sockets' database work on that thread. Our consumers skip
+that hop for `websocket.receive` (`consumers.dispatch`) and these threads call
+`close_old_connections()` themselves before each unit of work instead, which is when it matters:
+a connection past its age or failing its health check is replaced before the next query.
+
 Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10); Django's
 `connection_created` signal and `BaseDatabaseWrapper.close_at` / `health_check_enabled`.
 """
@@ -34,10 +41,23 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext
+from django.db import close_old_connections
 from django.db.backends.signals import connection_created
 
 T = TypeVar("T")
 THREAD_PREFIX = "ws-sync"
+
+
+class _DatabaseThread(ThreadPoolExecutor):
+    """One thread whose every call is preceded by Django's `close_old_connections()` (what
+    Django does around each HTTP request): obsolete or broken connections are replaced."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any):  # type: ignore[override]
+        def call() -> T:
+            close_old_connections()
+            return fn(*args, **kwargs)
+
+        return super().submit(call)
 
 
 class SyncThreads:
@@ -47,7 +67,7 @@ class SyncThreads:
         if size < 1:
             raise ValueError("At least one thread is needed.")
         self._executors = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{n}") for n in range(size)
+            _DatabaseThread(max_workers=1, thread_name_prefix=f"{name}-{n}") for n in range(size)
         ]
         self._sockets = [0] * size  # sockets running on each executor now
         self._lock = threading.Lock()

@@ -220,6 +220,18 @@ def _no_background_sweeps(settings):
     settings.MEMORY_SWEEP_SECONDS = 0
 
 
+@pytest.fixture
+async def _close_model_clients():
+    """Close the model clients opened on this test's event loop before the loop goes: an
+    aiohttp session left open complains ("Unclosed client session") when it is collected.
+    Added to every async test (below); not autouse, which would also give the sync tests an
+    event loop (and Playwright's sync API refuses to run inside one)."""
+    yield
+    from conversation.engines import close_clients
+
+    await close_clients()
+
+
 @pytest.fixture(autouse=True)
 def _close_async_test_connections():
     """Async tests reach the ORM through asgiref's shared thread; close its connections after
@@ -229,3 +241,12 @@ def _close_async_test_connections():
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+def pytest_collection_modifyitems(items):
+    import inspect
+
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.fixturenames.append("_close_model_clients")

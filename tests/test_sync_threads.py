@@ -147,3 +147,65 @@ async def test_a_voice_sessions_database_calls_run_on_the_socket_threads(token, 
     finally:
         post_save.disconnect(saved, sender=Message)
     assert saved_on and saved_on[0].startswith("ws-sync"), saved_on
+
+
+async def test_socket_threads_close_old_connections_before_each_call(monkeypatch):
+    """Channels' per-frame `close_old_connections` hop is skipped (consumers.dispatch); the socket
+    threads run it before each call instead, so an obsolete or broken connection is still
+    replaced before the next query. (The test database is in-memory SQLite, whose connections
+    Django never closes, so the call itself is what is checked.)"""
+    import realtime.sync_threads as sync_threads
+
+    order: list[tuple[str, str]] = []
+    original = sync_threads.close_old_connections
+
+    def recorded() -> None:
+        order.append(("close_old_connections", threading.current_thread().name))
+        original()
+
+    def work() -> None:
+        order.append(("work", threading.current_thread().name))
+
+    monkeypatch.setattr(sync_threads, "close_old_connections", recorded)
+    threads = SyncThreads(1)
+
+    async def socket() -> None:
+        await sync_to_async(work)()
+        await sync_to_async(work)()
+
+    await threads.run(socket)
+    assert [what for what, _ in order] == ["close_old_connections", "work"] * 2
+    assert all(name.startswith("ws-sync") for _, name in order)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_frames_do_not_hop_into_the_database_thread(token, user, monkeypatch):
+    """A frame is handled without Channels' `aclose_old_connections` hop; connecting keeps it."""
+    import channels.consumer
+    from channels.db import database_sync_to_async
+
+    from characters import services
+    from tests.voice_helpers import connect, events_until, send, start_session
+
+    hops: list[str] = []
+    original = channels.consumer.aclose_old_connections
+
+    async def counted() -> None:
+        hops.append("hop")
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    character = await database_sync_to_async(services.character_create)(
+        owner=user, name="Captain", description="A calm starship captain."
+    )
+    await database_sync_to_async(services.instance_create)(
+        owner=user, character=character, name="Nova"
+    )
+    ws = await connect(token)
+    assert hops == ["hop"], "connecting goes through Channels' dispatch as before"
+    await start_session(ws, "nova")
+    for _ in range(5):
+        await send(ws, {"type": "ping"})
+        await events_until(ws, "pong", timeout=10)
+    await ws.disconnect()
+    assert hops[:1] == ["hop"] and len(hops) <= 2, hops  # connect (+ disconnect), no frame

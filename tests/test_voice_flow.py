@@ -135,6 +135,52 @@ async def test_other_output_formats_are_playable(token, nova, fake_openai, fmt):
     await ws.disconnect()
 
 
+async def test_text_only_output_streams_text_and_synthesises_nothing(token, nova, fake_openai):
+    """`output_audio: {"format": "none"}` (games and kiosks with their own voice): text events
+    only, no binary frame, nothing synthesised, the reply stored whole."""
+    fake_openai.script(REPLY)
+    ws = await connect(token)
+    started = await start_session(ws, "nova", output_audio={"format": "none"})
+    assert started["output_audio"]["format"] == "none" and started["tts_engines"] == []
+    events = await typed_turn(ws, "Hello captain")
+    kinds = [event["type"] for event in events]
+    assert "<binary>" not in kinds and "response.audio" not in kinds
+    sentences = [e["text"] for e in events if e["type"] == "response.sentence"]
+    assert len(sentences) == 3 and "".join(sentences).replace(" ", "") == REPLY.replace(" ", "")
+    done = next(e for e in events if e["type"] == "response.done")
+    assert done["text"] == REPLY and done["interrupted"] is False
+    assert events[-1]["first_audio_ms"] is None
+    stored = await database_sync_to_async(
+        lambda: Message.objects.get(role="assistant").interrupted
+    )()
+    assert stored is False
+    await ws.disconnect()
+
+
+async def test_text_only_reply_cut_short_keeps_the_sentences_sent(token, nova, fake_openai):
+    fake_openai.script(Reply(REPLY, token_delay=0.15))
+    ws = await connect(token)
+    await start_session(ws, "nova", output_audio={"format": "none"})
+    await send(ws, {"type": "input_text", "text": "Hello captain"})
+    await events_until(ws, "response.sentence", timeout=30)
+    await send(ws, {"type": "response.cancel"})
+    events = await events_until(ws, "response.done", timeout=30)
+    done = events[-1]
+    assert done["interrupted"] is True
+    assert done["text"].startswith("Hello there, traveller.") and done["text"] != REPLY
+    text = await database_sync_to_async(lambda: Message.objects.get(role="assistant").text)()
+    assert text == done["text"]
+    await ws.disconnect()
+
+
+async def test_an_unknown_output_format_is_refused_with_the_choices(token, nova, fake_openai):
+    ws = await connect(token)
+    await send(ws, {"type": "session.start", "instance": "nova", "output_audio": {"format": "ogg"}})
+    error = await events_until(ws, "error", timeout=10)
+    assert error[-1]["code"] == "unsupported_format" and "'none'" in error[-1]["message"]
+    await ws.disconnect()
+
+
 async def test_speech_turn_gives_partials_then_final_then_reply(
     token, nova, fake_openai, english_16k, english_text
 ):

@@ -14,6 +14,7 @@ from .observe import OBSERVED_TYPES
 PROTOCOL = "voz.v1"
 INPUT_FORMATS = {"pcm16"}
 OUTPUT_FORMATS = {"wav", "pcm16", "mp3"}
+TEXT_ONLY = "none"  # `output_audio: {"format": "none"}`: replies as text events only.
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
@@ -147,10 +148,11 @@ def _parse_output_format(value: Any) -> str:
     if not isinstance(value, dict):
         raise ProtocolError("invalid_message", "'output_audio' must be an object.")
     fmt = value.get("format", "wav")
-    if fmt not in OUTPUT_FORMATS:
+    if fmt not in OUTPUT_FORMATS | {TEXT_ONLY}:
         raise ProtocolError(
             "unsupported_format",
-            f"Output audio format {fmt!r} is not supported; use one of {sorted(OUTPUT_FORMATS)}.",
+            f"Output audio format {fmt!r} is not supported; use one of "
+            f"{sorted(OUTPUT_FORMATS | {TEXT_ONLY})}.",
         )
     return fmt
 

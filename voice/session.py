@@ -28,6 +28,7 @@ from .protocol import (
     CLOSE_NORMAL,
     CLOSE_SLOW_CLIENT,
     CLOSE_TIMEOUT,
+    TEXT_ONLY,
     ProtocolError,
     SessionStart,
     parse_client,
@@ -42,6 +43,10 @@ from .stages.turns import TurnsStage
 
 logger = logging.getLogger(__name__)
 _teardowns: set[asyncio.Task] = set()  # Held until done: a shielded task needs an owner.
+
+
+def _nothing_to_say(text: str) -> str:
+    return ""
 
 
 class VoiceSession:
@@ -154,7 +159,7 @@ class VoiceSession:
                 output_format=start.output_format,
                 limits=self.limits,
                 stt_engine=engines.stt_engine_name(language),
-                tts_engines=names["tts_engines"],
+                tts_engines=[] if start.output_format == TEXT_ONLY else names["tts_engines"],
                 llm_engine=names["llm_engine"],
                 turn_detection=start.turn_detection,
                 **_barge_in(self.voice_activity),
@@ -205,7 +210,9 @@ class VoiceSession:
                         voices=voices,
                         output_format=start.output_format,
                     ),
-                    engines.speakable,
+                    # Text only: no sentence has anything to say aloud, so none is synthesised
+                    # and each counts as delivered (seen) when its text goes out.
+                    _nothing_to_say if start.output_format == TEXT_ONLY else engines.speakable,
                 ),
                 self.deliver,
             ]

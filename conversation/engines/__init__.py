@@ -63,6 +63,7 @@ def _config() -> tuple:
         settings.LLM_RETRY_BACKOFF,
         settings.LLM_MAX_TOKENS,
         settings.LLM_TEMPERATURE,
+        settings.LLM_HTTP_TRANSPORT,
     )
 
 
@@ -75,6 +76,17 @@ def get_engine() -> LlmEngine:
             engine = _build(key)
             _engines[key] = engine
         return engine
+
+
+async def close_clients() -> None:
+    """Close the built engines' connections that belong to the running event loop (a test's
+    loop before it closes; a server shutting down)."""
+    with _lock:
+        engines = list(_engines.values())
+    for engine in engines:
+        close = getattr(engine, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _build(key: tuple) -> LlmEngine:
@@ -93,7 +105,9 @@ def _build(key: tuple) -> LlmEngine:
         raise ValueError(f"Unknown LLM_ENGINE {key[0]!r}: use 'openai' or 'local'.")
     from .openai_engine import OpenAIEngine
 
-    (_, api_key, base_url, model, connect, first, total, retries, backoff, tokens, temp) = key
+    (_, api_key, base_url, model, connect, first, total, retries, backoff, tokens, temp, http) = key
+    if http not in ("aiohttp", "httpx"):
+        raise ValueError(f"Unknown LLM_HTTP_TRANSPORT {http!r}: use 'aiohttp' or 'httpx'.")
     return OpenAIEngine(
         api_key=api_key,
         base_url=base_url,
@@ -105,4 +119,5 @@ def _build(key: tuple) -> LlmEngine:
         backoff=backoff,
         default_max_tokens=tokens,
         default_temperature=temp,
+        http_transport=http,
     )

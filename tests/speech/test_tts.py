@@ -49,6 +49,63 @@ async def test_espeak_speaks_spanish_and_english():
         assert len(chunks[0].data) > 22050  # more than half a second
 
 
+async def test_espeak_in_process_and_as_a_program_say_the_same(settings):
+    """The library and the program are the same synthesiser: the same voice, the same speech
+    length (the program adds ~0.3 s of trailing silence), and voices switch per call."""
+    from audio_pipeline.tts import espeak as espeak_module
+
+    text = "The stars are bright tonight."
+    spoken = {}
+    for in_process in (True, False):
+        settings.TTS_ESPEAK_IN_PROCESS = in_process
+        for language in ("en", "es"):
+            chunks = [
+                c async for c in ENGINES["espeak"].synthesize(text, language=language, voice=None)
+            ]
+            spoken[in_process, language] = b"".join(c.data for c in chunks).rstrip(b"\0")
+    assert espeak_module._library_failed == "", "libespeak-ng was not used"
+    for language in ("en", "es"):
+        library, program = spoken[True, language], spoken[False, language]
+        assert 0.9 < len(library) / len(program) < 1.1, (len(library), len(program))
+    assert spoken[True, "en"] != spoken[True, "es"], "the voice did not switch"
+
+
+async def test_espeak_in_process_refuses_an_unknown_voice_and_goes_on(settings):
+    from audio_pipeline.tts import TtsError
+
+    settings.TTS_ESPEAK_IN_PROCESS = True
+    with pytest.raises(TtsError, match="no voice"):
+        await collect(ENGINES["espeak"].synthesize("Hi.", language="en", voice="zz-nope"))
+    assert len(await collect(ENGINES["espeak"].synthesize("Hi.", language="en", voice=None))) > 0
+
+
+async def test_espeak_in_process_serves_concurrent_sentences_in_turn(settings):
+    """The library's state is global: concurrent calls must each get their own whole audio (its
+    length as when alone; espeak varies a call's samples slightly, so lengths are compared)."""
+    settings.TTS_ESPEAK_IN_PROCESS = True
+    texts = ["One.", "Two sentences are longer than one.", "Three."] * 3
+    voices = ["en-us", "es", "ko"] * 3
+    alone = [
+        await collect(ENGINES["espeak"].synthesize(t, language="en", voice=v))
+        for t, v in zip(texts, voices, strict=True)
+    ]
+    together = await asyncio.gather(
+        *(
+            collect(ENGINES["espeak"].synthesize(t, language="en", voice=v))
+            for t, v in zip(texts, voices, strict=True)
+        )
+    )
+    for mine, reference in zip(together, alone, strict=True):
+        assert 0.85 < len(mine) / len(reference) < 1.15, (len(mine), len(reference))
+
+
+def test_espeak_library_that_cannot_load_raises_oserror():
+    from audio_pipeline.tts.espeak_library import EspeakLibrary
+
+    with pytest.raises(OSError):
+        EspeakLibrary("no-such-espeak-library").load()
+
+
 def test_parse_wav_pcm16_reads_streamed_headers():
     wav = bytearray(encode(bytes(4000), 16000, "wav"))
     wav[4:8] = b"\xff\xff\xff\xff"  # espeak-ng --stdout leaves sizes unset
