@@ -11,11 +11,15 @@ from django.utils.crypto import constant_time_compare
 from .models import ApiToken
 
 
-def token_still_active(*, token_id: int) -> bool:
-    """The token is not revoked and its user is still active."""
-    return ApiToken.objects.filter(
-        pk=token_id, revoked_at__isnull=True, user__is_active=True
-    ).exists()
+def tokens_still_active(*, token_ids: list[int]) -> set[int]:
+    """Those of `token_ids` not revoked whose user is still active (one query)."""
+    if not token_ids:
+        return set()
+    return set(
+        ApiToken.objects.filter(
+            pk__in=token_ids, revoked_at__isnull=True, user__is_active=True
+        ).values_list("pk", flat=True)
+    )
 
 
 def session_still_signed_in(*, session_key: str | None, user_id) -> bool:

@@ -126,8 +126,10 @@ def phase_text(stack: Stack, turns, args, report) -> dict:
     from .sweep import text_sweep
 
     counts = [10, 100] if args.quick else [10, 100, 300, 1000]
+    if args.text_sessions:
+        counts = [int(n) for n in args.text_sessions.split(",")]
     profile = stack.data_dir / "profile-text.txt" if args.profile else None
-    return text_sweep(stack, counts, args.tps, args.ttft, profile)
+    return text_sweep(stack, counts, args.tps, args.ttft, profile, args.text_turn_rate)
 
 
 def phase_peer(stack: Stack, turns, args, report) -> dict:

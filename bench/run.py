@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-sessions", help="voice sessions at once for the sweep, e.g. 4,8 (default 1…32)"
     )
     parser.add_argument("--stt-engines", help="recognisers for the sweep, e.g. whisper")
+    parser.add_argument(
+        "--text-sessions", help="typed sessions for the text phase, e.g. 300 (default 10…1000)"
+    )
+    parser.add_argument(
+        "--text-turn-rate",
+        type=float,
+        default=100.0,
+        help="text phase: turns a second across all sessions (each sends one; default 100)",
+    )
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)

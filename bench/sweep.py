@@ -258,27 +258,34 @@ def _emissions(llm_url: str) -> dict:
 
 
 def text_sweep(
-    stack: Stack, counts: list[int], tps: float, ttft: float, profile: Path | None = None
+    stack: Stack,
+    counts: list[int],
+    tps: float,
+    ttft: float,
+    profile: Path | None = None,
+    turn_rate: float = 100.0,
 ) -> dict:
     """Text-only sessions (`output_audio: none`, no recogniser); with `profile`, py-spy samples
     the server meanwhile."""
     stack.restart(STT_ENGINES="none")
-    with Recording(stack.daphne.pid, profile) if profile else contextlib.nullcontext():
-        points = _text_points(stack, counts, tps, ttft)
+    with Recording(stack.daphne.pid, profile, rate=100) if profile else contextlib.nullcontext():
+        points = _text_points(stack, counts, tps, ttft, turn_rate)
     stack.restart()
-    out = {"points": points, "load_average": procs.load_average()}
+    out = {"points": points, "turn_rate": turn_rate, "load_average": procs.load_average()}
     if profile:
         out["profile"] = top(profile)
     return out
 
 
-def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> list[dict]:
+def _text_points(
+    stack: Stack, counts: list[int], tps: float, ttft: float, turn_rate: float
+) -> list[dict]:
     """Per count: every session connects first; then each sends one turn at a random moment in
-    `max(2, count / 100)` s. Per-token delay is model send → client receipt (the fake model's
+    `max(2, count / turn_rate)` s. Per-token delay is model send → client receipt (the fake model's
     `/emissions`); a model without them falls back to the pace (`tps`) after the first token."""
     points = []
     for count in counts:
-        spread = max(2.0, count / 100)
+        spread = max(2.0, count / turn_rate)
 
         async def run(count=count, spread=spread):
             gate = Gate(count)
@@ -308,6 +315,7 @@ def _text_points(stack: Stack, counts: list[int], tps: float, ttft: float) -> li
                 )
         point = {
             "sessions": count,
+            "turns_per_second": round(count / spread, 1),
             "answered": len(good),
             "failed": count - len(good),
             "errors": errors[:5],

@@ -13,8 +13,10 @@ It makes five promises that no consumer has to remember:
   event and dropped; the session goes on.
 - **Credentials are re-checked while the socket lives.** Every WS_AUTH_RECHECK_SECONDS the token
   (revoked? user deactivated?) or the browser session (logged out? password changed?) is looked
-  up again; when it is gone the socket gets `unauthorized` and close code 4401. A database error
-  during the re-check keeps the socket (it is logged), so an outage does not hang up live calls.
+  up again, for all of the process's sockets at once (consumers/credential_watch.py: one query
+  for every token socket); when it is gone the socket gets `unauthorized` and close code 4401. A
+  database error during the re-check keeps the sockets (it is logged), so an outage does not
+  hang up live calls.
 - **Sockets do not queue behind each other's database calls.** Each socket's thread-sensitive
   calls run on one of WS_SYNC_THREADS threads (realtime/sync_threads.py), not on the process's
   single one.
@@ -24,21 +26,18 @@ It makes five promises that no consumer has to remember:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
 
 from autobahn.exception import Disconnected
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import selectors as account_selectors
 from realtime.sync_threads import socket_threads
 from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
 
 from .auth import EDGE_KEY, accepted_subprotocol, authenticated_user
+from .credential_watch import CredentialWatch, credential_watch
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def frame_problem(text: str) -> dict[str, Any] | None:
 
 
 class _Socket:
-    """One connection's view of the edge: what was sent, and the re-check task."""
+    """One connection's view of the edge: what was sent, and its credential re-check."""
 
     def __init__(self, scope: dict, receive, send) -> None:
         self.scope = scope
@@ -95,7 +94,7 @@ class _Socket:
         self._send = send
         self.accepted = False
         self.closed = False
-        self.recheck: asyncio.Task | None = None
+        self.watched: CredentialWatch | None = None  # The re-check this socket is in.
         self.auth_scope: dict | None = None  # The scope after authentication (consumers.auth).
         scope[EDGE_KEY] = self
 
@@ -149,43 +148,22 @@ class _Socket:
     def _start_recheck(self) -> None:
         user = authenticated_user(self.auth_scope or {})
         if user is not None and settings.WS_AUTH_RECHECK_SECONDS > 0:
-            self.recheck = asyncio.create_task(self._recheck_loop(user))
+            self.watched = credential_watch()
+            self.watched.add(self, self.auth_scope or {}, user.pk, self._signed_out)
 
     def _stop_recheck(self) -> None:
-        if self.recheck is not None and self.recheck is not asyncio.current_task():
-            self.recheck.cancel()
+        if self.watched is not None:
+            self.watched.discard(self)
+            self.watched = None
 
-    async def _recheck_loop(self, user) -> None:
-        while not self.closed:
-            await asyncio.sleep(settings.WS_AUTH_RECHECK_SECONDS)
-            try:
-                valid = await database_sync_to_async(credentials_valid)(self.auth_scope, user.pk)
-            except Exception as exc:  # An outage: keep the call, try again next time.
-                logger.warning("Could not re-check a socket's credentials: %s", exc)
-                continue
-            if not valid:
-                await self.refuse(
-                    CLOSE_UNAUTHORIZED,
-                    "Signed out: the token was revoked, the user deactivated or the session ended.",
-                )
-                return
+    async def _signed_out(self) -> None:
+        await self.refuse(
+            CLOSE_UNAUTHORIZED,
+            "Signed out: the token was revoked, the user deactivated or the session ended.",
+        )
 
     async def finish(self) -> None:
-        if self.recheck is not None:
-            self.recheck.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.recheck
-
-
-def credentials_valid(scope: dict, user_id) -> bool:
-    """Does the credential this socket was opened with still stand? (Blocking: ORM.)"""
-    if scope.get("auth_method") == "token":
-        token_id = scope.get("auth_token_id")
-        return token_id is not None and account_selectors.token_still_active(token_id=token_id)
-    session = scope.get("session")
-    return account_selectors.session_still_signed_in(
-        session_key=getattr(session, "session_key", None), user_id=user_id
-    )
+        self._stop_recheck()
 
 
 class WebSocketEdge:

@@ -247,6 +247,53 @@ async def test_a_live_socket_stays_open_while_its_token_is_valid(token, instance
     await ws.disconnect()
 
 
+async def test_one_query_checks_every_token_socket(token, user, instance, settings):
+    """The re-check asks once for all token sockets of the process, not once per socket."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from consumers.credential_watch import credentials_fallen
+
+    def check(sockets):
+        with CaptureQueriesContext(connection) as queries:
+            fallen = credentials_fallen(sockets)
+        return fallen, len(queries.captured_queries)
+
+    ids = await sync_to_async(lambda: list(ApiToken.objects.values_list("pk", flat=True)))()
+    sockets = [(n, {"auth_method": "token", "auth_token_id": ids[0]}, user.pk) for n in range(50)]
+    sockets.append((50, {"auth_method": "token", "auth_token_id": 999_999}, user.pk))
+    fallen, queries = await sync_to_async(check)(sockets)
+    assert fallen == {50} and queries == 1
+
+
+async def test_a_failing_recheck_keeps_the_socket_and_a_later_one_closes_it(
+    token, instance, settings, monkeypatch
+):
+    """An outage during the re-check keeps live calls; once the database answers, a revoked
+    token still closes its socket."""
+    import consumers.credential_watch as watch_module
+
+    settings.WS_AUTH_RECHECK_SECONDS = 0.1
+    real = watch_module.credentials_fallen
+    outage = True
+
+    def flaky(sockets):
+        if outage:
+            raise OperationalError("connection refused")
+        return real(sockets)
+
+    monkeypatch.setattr(watch_module, "credentials_fallen", flaky)
+    ws = await connect(token)
+    await start_session(ws, "rosa")
+    await sync_to_async(lambda: [token_revoke(token=t) for t in ApiToken.objects.all()])()
+    await asyncio.sleep(0.5)
+    assert await ping_answers(ws), "the outage closed a live socket"
+    outage = False
+    _event, code = await _closed_with(ws)
+    assert code == 4401
+    await ws.disconnect()
+
+
 # 11. Refusals during an outage -----------------------------------------------------------
 
 

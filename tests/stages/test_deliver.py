@@ -14,6 +14,7 @@ from voice.frames import (
     SentenceAudio,
     SentenceDelivered,
     SpeechDone,
+    TextDelta,
     TextEnd,
 )
 from voice.stages.deliver import DeliverStage
@@ -70,6 +71,42 @@ async def test_interruption_drops_waiting_audio_but_not_text():
     await stage.stop()
     assert socket.frames == [{"type": "transcript.partial", "text": "hey"}]
     assert run.up == []
+
+
+async def test_text_deltas_waiting_together_go_out_as_one_event_in_order():
+    """Deltas queued behind each other (the socket is behind) are merged into one event; a
+    delta of another reply, or anything else in between, is a boundary."""
+    socket = Socket()
+    stage = DeliverStage(socket.send_text, socket.send_bytes, max_items=20)
+    run = await run_stage(stage, [], stop=False)
+    for frame in (
+        TextDelta("r1", "The "),
+        TextDelta("r1", "stars "),
+        TextDelta("r1", "are "),
+        audio(0),
+        TextDelta("r1", "bright"),
+        TextDelta("r2", "."),
+        TextEnd("r1"),
+    ):
+        await stage.accept(frame)  # All queued: the writer has not run yet.
+    await settle(stage)
+    await stage.stop()
+    deltas = [f for f in socket.frames if isinstance(f, dict) and "delta" in f]
+    assert deltas == [
+        {"type": "response.text.delta", "response_id": "r1", "delta": "The stars are "},
+        {"type": "response.text.delta", "response_id": "r1", "delta": "bright"},
+        {"type": "response.text.delta", "response_id": "r2", "delta": "."},
+    ]
+    types = [f["type"] if isinstance(f, dict) else f for f in socket.frames]
+    assert types.index("response.audio") == 1, "the audio stays between the deltas it was between"
+    assert run.up[-1] == SpeechDone("r1")
+
+
+async def test_a_delta_alone_goes_out_at_once():
+    socket = Socket()
+    stage = DeliverStage(socket.send_text, socket.send_bytes, max_items=20)
+    await run_stage(stage, [TextDelta("r1", "Hi")])
+    assert socket.frames == [{"type": "response.text.delta", "response_id": "r1", "delta": "Hi"}]
 
 
 async def test_a_client_that_does_not_read_overflows_once():
