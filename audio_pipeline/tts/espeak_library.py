@@ -10,7 +10,7 @@ The library keeps global state (the voice, the synthesis buffers) and is not thr
 call runs on one thread of its own, in turn. `ctypes` releases the GIL during the synthesis and
 takes it back for each block of samples handed to the callback.
 
-API used (espeak-ng's `speak_lib.h`): `espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, NULL,
+API used (espeak-ng's `speak_lib.h`): `espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, buflength ms, NULL,
 espeakINITIALIZE_DONT_EXIT)` → sample rate (Hz); `espeak_SetSynthCallback`;
 `espeak_SetVoiceByName`; `espeak_Synth(text, size, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, …)`.
 """
@@ -26,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from .base import TtsError
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
+# One callback per 10 s of audio (the default, 60 ms, meant ~35 callbacks for a 2 s sentence,
+# each taking the GIL back: under load the one synthesis thread queued on the GIL).
+BUFFER_MS = 10_000
 INITIALIZE_DONT_EXIT = 0x8000
 POS_CHARACTER = 1
 CHARS_UTF8 = 1
@@ -46,6 +49,7 @@ class EspeakLibrary:
         self._rate = 0
         self._voice: str | None = None
         self._samples: list[bytes] = []
+        self.callbacks = 0  # Blocks of samples handed over so far (each takes the GIL).
         self._callback = SYNTH_CALLBACK(self._collect)  # Kept: the library holds a pointer.
         self._load_lock = threading.Lock()
 
@@ -73,7 +77,7 @@ class EspeakLibrary:
                     ctypes.c_void_p,
                 ]
                 rate = lib.espeak_Initialize(
-                    AUDIO_OUTPUT_SYNCHRONOUS, 0, None, INITIALIZE_DONT_EXIT
+                    AUDIO_OUTPUT_SYNCHRONOUS, BUFFER_MS, None, INITIALIZE_DONT_EXIT
                 )
                 if rate <= 0:
                     raise OSError(f"espeak_Initialize failed ({rate})")
@@ -86,6 +90,7 @@ class EspeakLibrary:
         return await loop.run_in_executor(self._thread, self._synthesize, text, voice)
 
     def _collect(self, wav, count: int, events) -> int:
+        self.callbacks += 1
         if count > 0 and wav:
             self._samples.append(ctypes.string_at(wav, count * 2))
         return 0  # Go on.

@@ -208,3 +208,15 @@ def test_engines_report_lists_every_engine_with_reasons(settings):
     assert report["piper"]["available"] is True
     assert [v["name"] for v in report["piper"]["voices"]] == ["en_US-joe-medium"]
     assert any(v["name"] == "es" for v in report["espeak"]["voices"])
+
+
+async def test_espeak_in_process_hands_a_sentence_over_in_one_or_two_blocks():
+    """Each block of samples takes the GIL back in the one synthesis thread: with espeak's
+    default 60 ms blocks a 2 s sentence took ~35, and under load that thread queued on the GIL."""
+    from audio_pipeline.tts.espeak_library import EspeakLibrary
+
+    library = EspeakLibrary()
+    before = library.callbacks
+    pcm, rate = await library.synthesize("Aye, the stars are bright tonight over the bridge.", "en")
+    assert len(pcm) / 2 / rate > 1.5
+    assert library.callbacks - before <= 3, library.callbacks - before
