@@ -60,7 +60,15 @@ from .errors import (
 )
 from .observe import Publisher
 from .retry import TRANSIENT
-from .summary import FoldPlan, ReplyPlan, plan_reply, summary_fold, token_counter
+from .selectors import history_load
+from .summary import (
+    FoldPlan,
+    ReplyPlan,
+    plan_reply,
+    reply_plan_for,
+    summary_fold,
+    token_counter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +141,29 @@ def reply_turn(
     )
 
 
+def _store_and_read(
+    instance_id: Any,
+    user: AbstractBaseUser,
+    text: str,
+    conversation_id: Any,
+    channel: str,
+    *,
+    continue_ended: bool,
+) -> tuple[Any, Any, tuple[str, list] | None]:
+    """Store the user's message, then read the history for the prompt in the same call: one
+    thread hop, not two, each queued behind other sockets' database work under load. A failed
+    read returns None (the message is stored; the plan reads the history again)."""
+    conversation, message = records.user_message_store(
+        instance_id, user, text, conversation_id, channel, continue_ended=continue_ended
+    )
+    try:
+        summary, _, history = history_load(conversation.pk, exclude_id=message.pk)
+    except Exception:  # The store succeeded; never report it as failed.
+        logger.warning("History not read with the stored message; reading it again.", exc_info=True)
+        return conversation, message, None
+    return conversation, message, (summary, history)
+
+
 class ReplyTurn:
     """One exchange: the stored user message and the reply streamed and stored for it."""
 
@@ -168,6 +199,7 @@ class ReplyTurn:
         self.plan: ReplyPlan | None = None
         self._llm: LlmStream | None = None
         self._heard: str | None = None
+        self._history: tuple[str, list] | None = None  # (summary, turns) read with the store
         self._completed = False
         self._entered = False
         self._exited = False
@@ -255,9 +287,12 @@ class ReplyTurn:
             }
         )
         try:
-            self.plan = await plan_reply(
-                self._engine, self.instance, self.conversation_id, self.user_message_id, text
-            )
+            if self._history is not None:  # Read with the store, in the same thread hop.
+                self.plan = reply_plan_for(self._engine, self.instance, text, *self._history)
+            else:
+                self.plan = await plan_reply(
+                    self._engine, self.instance, self.conversation_id, self.user_message_id, text
+                )
             self.model = self.plan.model
             self.prompt_tokens = self.plan.prompt_tokens
         except PromptTooLong as exc:
@@ -271,7 +306,7 @@ class ReplyTurn:
 
     async def _store_user(self, text: str) -> None:
         try:
-            conversation, message = await sync_to_async(records.user_message_store)(
+            conversation, message, self._history = await sync_to_async(_store_and_read)(
                 self.instance.pk,
                 self.user,
                 text,

@@ -55,6 +55,31 @@ async def test_user_message_is_stored_before_the_engine_is_called(fake_openai, u
     assert rows[1].timings["prepare_ms"] is not None
 
 
+async def test_the_history_is_read_with_the_store_and_again_if_that_read_failed(
+    fake_openai, user, instance, monkeypatch
+):
+    """Store and history read share one thread hop; a failing read there never makes a stored
+    message look unstored: the plan reads the history again."""
+    import conversation.turns as turns_module
+
+    first = await whole_turn(instance, user, "Hello")
+    real, calls = turns_module.history_load, []
+
+    def flaky(conversation_id, **kwargs):
+        calls.append(conversation_id)
+        if len(calls) == 1:
+            raise RuntimeError("read failed")
+        return real(conversation_id, **kwargs)
+
+    monkeypatch.setattr(turns_module, "history_load", flaky)
+    second = await whole_turn(instance, user, "Again", conversation_id=first.conversation_id)
+    assert second.error is None and len(calls) == 1, "the plan read it again elsewhere"
+    rows = await stored(first.conversation_id)
+    assert [m.role for m in rows] == ["user", "assistant"] * 2
+    prompt = [m["content"] for m in fake_openai.chat_requests[-1].messages]
+    assert "Hello" in prompt and prompt[-1] == "Again"
+
+
 async def test_heard_text_is_stored_and_marks_a_barge_in(fake_openai, user, instance):
     fake_openai.script("One. Two. Three.", "Four.")
     async with reply_turn(instance=instance, user=user, text="Count") as turn:
