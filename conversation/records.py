@@ -1,4 +1,5 @@
-"""The turn's rows: opening a conversation, storing the user message and the reply.
+"""The turn's rows: opening a conversation, storing the user message (with the history read in
+the same call) and the reply.
 
 Sync ORM, called through `sync_to_async`; the writes go through `with_db_retry`, so a short
 database outage is retried and a longer one raises the last `OperationalError`/`InterfaceError`.
@@ -6,6 +7,7 @@ database outage is retried and a longer one raises the last `OperationalError`/`
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,6 +20,9 @@ from characters.services import conversation_reopen
 
 from .errors import ConversationEnded, ConversationNotFound
 from .retry import with_db_retry
+from .selectors import history_load
+
+logger = logging.getLogger(__name__)
 
 
 def storable(text: str) -> str:
@@ -85,6 +90,29 @@ def user_message_store(
         return conversation, message
 
     return with_db_retry(write, what="the user's message")
+
+
+def user_message_store_and_history(
+    instance_id: Any,
+    user: AbstractBaseUser,
+    text: str,
+    conversation_id: Any,
+    channel: str,
+    *,
+    continue_ended: bool,
+) -> tuple[Any, Any, tuple[str, list] | None]:
+    """Store the user's message, then read the history for the prompt in the same call: one
+    thread hop, not two, each queued behind other sockets' database work under load. A failed
+    read returns None (the message is stored; the plan reads the history again)."""
+    conversation, message = user_message_store(
+        instance_id, user, text, conversation_id, channel, continue_ended=continue_ended
+    )
+    try:
+        summary, _, history = history_load(conversation.pk, exclude_id=message.pk)
+    except Exception:  # The store succeeded; never report it as failed.
+        logger.warning("History not read with the stored message; reading it again.", exc_info=True)
+        return conversation, message, None
+    return conversation, message, (summary, history)
 
 
 def reply_store(conversation_id: Any, **fields: Any) -> Any:

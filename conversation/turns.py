@@ -60,7 +60,6 @@ from .errors import (
 )
 from .observe import Publisher
 from .retry import TRANSIENT
-from .selectors import history_load
 from .summary import (
     FoldPlan,
     ReplyPlan,
@@ -139,29 +138,6 @@ def reply_turn(
         response_id=response_id,
         continue_ended=continue_ended,
     )
-
-
-def _store_and_read(
-    instance_id: Any,
-    user: AbstractBaseUser,
-    text: str,
-    conversation_id: Any,
-    channel: str,
-    *,
-    continue_ended: bool,
-) -> tuple[Any, Any, tuple[str, list] | None]:
-    """Store the user's message, then read the history for the prompt in the same call: one
-    thread hop, not two, each queued behind other sockets' database work under load. A failed
-    read returns None (the message is stored; the plan reads the history again)."""
-    conversation, message = records.user_message_store(
-        instance_id, user, text, conversation_id, channel, continue_ended=continue_ended
-    )
-    try:
-        summary, _, history = history_load(conversation.pk, exclude_id=message.pk)
-    except Exception:  # The store succeeded; never report it as failed.
-        logger.warning("History not read with the stored message; reading it again.", exc_info=True)
-        return conversation, message, None
-    return conversation, message, (summary, history)
 
 
 class ReplyTurn:
@@ -306,7 +282,9 @@ class ReplyTurn:
 
     async def _store_user(self, text: str) -> None:
         try:
-            conversation, message, self._history = await sync_to_async(_store_and_read)(
+            conversation, message, self._history = await sync_to_async(
+                records.user_message_store_and_history
+            )(
                 self.instance.pk,
                 self.user,
                 text,

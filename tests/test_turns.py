@@ -60,10 +60,10 @@ async def test_the_history_is_read_with_the_store_and_again_if_that_read_failed(
 ):
     """Store and history read share one thread hop; a failing read there never makes a stored
     message look unstored: the plan reads the history again."""
-    import conversation.turns as turns_module
+    import conversation.records as records_module
 
     first = await whole_turn(instance, user, "Hello")
-    real, calls = turns_module.history_load, []
+    real, calls = records_module.history_load, []
 
     def flaky(conversation_id, **kwargs):
         calls.append(conversation_id)
@@ -71,7 +71,7 @@ async def test_the_history_is_read_with_the_store_and_again_if_that_read_failed(
             raise RuntimeError("read failed")
         return real(conversation_id, **kwargs)
 
-    monkeypatch.setattr(turns_module, "history_load", flaky)
+    monkeypatch.setattr(records_module, "history_load", flaky)
     second = await whole_turn(instance, user, "Again", conversation_id=first.conversation_id)
     assert second.error is None and len(calls) == 1, "the plan read it again elsewhere"
     rows = await stored(first.conversation_id)
