@@ -12,6 +12,7 @@ from django.db import models
 from realtime.text_safety import validate_safe_text
 
 from .names import name_key, normalize_name
+from .tokens import count_to_store
 
 LANGUAGE_VALIDATOR = RegexValidator(
     r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a language tag such as 'es', 'en' or 'es-MX'."
@@ -221,6 +222,12 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True, help_text="Per-turn latency figures (ms).")
+    text_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="cl100k_base tokens in the text (prompt budgets); empty when not counted.",
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -228,3 +235,12 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+    def save(self, *args, **kwargs) -> None:
+        # Counted once here, so building a prompt does not encode the whole history each turn.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "text" in update_fields:
+            self.text_tokens = count_to_store(self.text)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "text_tokens"}
+        super().save(*args, **kwargs)

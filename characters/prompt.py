@@ -66,6 +66,7 @@ class PromptTooLong(ValueError):
 class Turn:
     role: str  # "user" or "assistant"
     text: str
+    tokens: int | None = None  # cl100k_base count of `text` when known (stored with the message)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,16 @@ def message_tokens(text: str, count: Counter = count_tokens) -> int:
     return count(text) + MESSAGE_OVERHEAD
 
 
+def turn_tokens(turn: Turn, count: Counter = count_tokens) -> int:
+    """A history turn's cost; a count stored with the message is used instead of encoding the
+    text again when `count` can scale it (`TokenCounter`): a long conversation's prompt is
+    rebuilt on every turn, and encoding every message each time grew with its length."""
+    scaled = getattr(count, "scaled", None)
+    if turn.tokens is not None and scaled is not None:
+        return scaled(turn.tokens) + MESSAGE_OVERHEAD
+    return message_tokens(turn.text, count)
+
+
 def build_prompt(
     *,
     description: str,
@@ -170,7 +181,7 @@ def build_prompt(
         )
 
     room = budget - fixed
-    costs = [message_tokens(turn.text, count) for turn in history]
+    costs = [turn_tokens(turn, count) for turn in history]
     kept = 0
     used = 0
     for cost in reversed(costs):

@@ -77,3 +77,30 @@ def count_tokens(text: str) -> int:
 def exact() -> bool:
     """True when counts come from tiktoken rather than the estimate."""
     return _counter() is not estimate_tokens
+
+
+def count_to_store(text: str) -> int | None:
+    """`text`'s cl100k_base count to keep with it, or None when only the estimate is available
+    (an estimate stored now would outlive the encoding loading later)."""
+    return count_tokens(text) if exact() else None
+
+
+class TokenCounter:
+    """Tokens of a text for a prompt budget: the cl100k_base count, or for other tokenizers
+    (local models) that count times `factor` plus one, a safety margin.
+
+    `scaled(n)` applies the same rule to a count already known (`count_to_store`), so a
+    conversation's stored messages are not encoded again on every turn.
+    """
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def scaled(self, cl100k: int) -> int:
+        return cl100k if self.factor == 1.0 else int(cl100k * self.factor) + 1
+
+    def __call__(self, text: str) -> int:
+        return self.scaled(count_tokens(text))
+
+    def __repr__(self) -> str:
+        return f"TokenCounter(factor={self.factor})"

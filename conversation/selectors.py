@@ -28,17 +28,17 @@ def history_load(
     conversation = Conversation.objects.get(pk=conversation_id)
     state = ConversationState.objects.filter(conversation=conversation).first()
     folded = state.folded_messages if state else 0
-    # Three columns, not whole rows: every assistant row carries a `timings` JSON document, and
+    # Four columns, not whole rows: every assistant row carries a `timings` JSON document, and
     # decoding one per message per turn was most of this read late in a long conversation.
     messages = (
         Message.objects.filter(conversation=conversation)
         .exclude(role=Message.Role.SYSTEM)
         .order_by("created_at", "id")
-        .values_list("pk", "role", "text")
+        .values_list("pk", "role", "text", "text_tokens")
     )
     history = [
-        PromptTurn(role=role, text=text)
-        for pk, role, text in messages[folded:]
+        PromptTurn(role=role, text=text, tokens=tokens)
+        for pk, role, text, tokens in messages[folded:]
         if text.strip() and pk != exclude_id
     ]
     return conversation.summary, folded, history

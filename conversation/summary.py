@@ -26,7 +26,7 @@ from characters.prompt import (
     message_tokens,
     summary_messages,
 )
-from characters.tokens import count_tokens
+from characters.tokens import TokenCounter
 
 from .background import keyed_lock
 from .engines import ChatMessage, LlmEngine, LlmError
@@ -38,11 +38,9 @@ logger = logging.getLogger(__name__)
 SUMMARY_TEMPERATURE = 0.3
 
 
-def token_counter(engine: LlmEngine):
+def token_counter(engine: LlmEngine) -> TokenCounter:
     """Token counts for the budget; non-OpenAI tokenizers get a 1.3 safety factor."""
-    if engine.name == "openai":
-        return count_tokens
-    return lambda text: int(count_tokens(text) * 1.3) + 1
+    return TokenCounter(1.0 if engine.name == "openai" else 1.3)
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,31 @@ def test_consolidation_prompt_includes_memory_and_transcript():
     assert "Knows Ana." in messages[1]["content"]
     assert "user: My dog is Rex." in messages[1]["content"]
     assert "Earlier they met." in messages[1]["content"]
+
+
+def test_a_turn_s_stored_count_is_used_instead_of_its_text():
+    """The prompt is rebuilt from the whole history every turn: a message's count stored with
+    it (Message.text_tokens) stands in for encoding its text again, scaled like a fresh count."""
+    from characters.prompt import turn_tokens
+    from characters.tokens import TokenCounter
+
+    text = words(30)
+    exact_count, local_model = TokenCounter(), TokenCounter(1.3)
+    assert turn_tokens(Turn("user", text), exact_count) == message_tokens(text)
+    assert turn_tokens(Turn("user", text, tokens=500), exact_count) == 504
+    assert turn_tokens(Turn("user", text, tokens=500), local_model) == 651 + 4
+    assert turn_tokens(Turn("user", text), local_model) == local_model(text) + 4
+    # A plain counting function cannot scale a stored count: the text is counted.
+    assert turn_tokens(Turn("user", text, tokens=500), count_tokens) == message_tokens(text)
+
+    history = [Turn("user", "old", tokens=3000), Turn("assistant", "recent", tokens=1)]
+    prompt = build_prompt(
+        **BASE,
+        history=history,
+        user_text="Hola",
+        context_tokens=4096,
+        reply_tokens=1000,
+        count=exact_count,
+    )
+    assert prompt.overflow == 1, "the stored 3,000 tokens did not fit beside the rest"
+    assert [m["content"] for m in prompt.messages[1:]] == ["recent", "Hola"]

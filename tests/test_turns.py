@@ -258,3 +258,32 @@ async def test_local_engine_turn_stays_within_its_context(user, instance, settin
     assert text.strip() and message.text == text.strip()
     assert message.model == default_model_path().stem
     assert 1 <= message.completion_tokens <= 16
+
+
+async def test_messages_keep_their_token_count_and_prompts_use_it(
+    fake_openai, user, instance, settings
+):
+    """Each message is counted once, when stored (in the database thread), and the prompt
+    budget reads that count: a count stored larger than its text pushes it out of the prompt;
+    a message without one (stored before the column existed) is counted from its text."""
+    from characters.tokens import count_tokens
+
+    settings.LLM_CONTEXT_TOKENS = 2048
+    settings.LLM_MAX_TOKENS = 256
+    first = await whole_turn(instance, user, "Remember the lighthouse")
+    rows = await stored(first.conversation_id)
+    assert [m.text_tokens for m in rows] == [count_tokens(m.text) for m in rows]
+    assert all(m.text_tokens > 0 for m in rows)
+
+    await Message.objects.filter(pk=rows[0].pk).aupdate(text_tokens=5000)
+    await Message.objects.filter(pk=rows[1].pk).aupdate(text_tokens=None)
+    await whole_turn(instance, user, "And now?", conversation_id=first.conversation_id)
+    prompt = [m["content"] for m in fake_openai.chat_requests[-1].messages[1:]]
+    assert prompt == [rows[1].text, "And now?"]
+
+    # An edited text is counted again.
+    message = await Message.objects.aget(pk=rows[0].pk)
+    message.text = "Remember the lighthouse and the old boat by the pier"
+    await sync_to_async(message.save)(update_fields=["text"])
+    await message.arefresh_from_db()
+    assert message.text_tokens == count_tokens(message.text)
