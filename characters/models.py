@@ -238,8 +238,11 @@ class Message(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         # Counted once here, so building a prompt does not encode the whole history each turn.
+        # A new message may come counted already (conversation.records counts before taking
+        # the write lock); any other save of the text counts it again.
         update_fields = kwargs.get("update_fields")
-        if update_fields is None or "text" in update_fields:
+        counted = self._state.adding and self.text_tokens is not None
+        if not counted and (update_fields is None or "text" in update_fields):
             self.text_tokens = count_to_store(self.text)
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "text_tokens"}

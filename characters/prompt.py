@@ -127,6 +127,12 @@ def message_tokens(text: str, count: Counter = count_tokens) -> int:
     return count(text) + MESSAGE_OVERHEAD
 
 
+def _system_tokens(text: str, count: Counter) -> int:
+    # The same system message comes back every turn of every conversation with the character.
+    repeated = getattr(count, "repeated", None)
+    return (repeated(text) if repeated else count(text)) + MESSAGE_OVERHEAD
+
+
 def turn_tokens(turn: Turn, count: Counter = count_tokens) -> int:
     """A history turn's cost; a count stored with the message is used instead of encoding the
     text again when `count` can scale it (`TokenCounter`): a long conversation's prompt is
@@ -166,7 +172,7 @@ def build_prompt(
         )
 
     system = system_for(summary)
-    fixed = message_tokens(system, count) + user_cost
+    fixed = _system_tokens(system, count) + user_cost
     if fixed > budget and summary:
         # The summary is the only part of the system message that may shrink: keep its end.
         without = message_tokens(system_for(""), count) + user_cost

@@ -85,6 +85,11 @@ def count_to_store(text: str) -> int | None:
     return count_tokens(text) if exact() else None
 
 
+@functools.lru_cache(maxsize=256)
+def _count_repeated(text: str) -> int:
+    return count_tokens(text)
+
+
 class TokenCounter:
     """Tokens of a text for a prompt budget: the cl100k_base count, or for other tokenizers
     (local models) that count times `factor` plus one, a safety margin.
@@ -101,6 +106,11 @@ class TokenCounter:
 
     def __call__(self, text: str) -> int:
         return self.scaled(count_tokens(text))
+
+    def repeated(self, text: str) -> int:
+        """`self(text)` for a text that comes back turn after turn (a character's system
+        prompt: description and memory, up to ~4,000 tokens): kept for the last 256 such."""
+        return self.scaled(_count_repeated(text))
 
     def __repr__(self) -> str:
         return f"TokenCounter(factor={self.factor})"

@@ -12,15 +12,16 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from characters.models import CharacterInstance, Conversation, Message
 from characters.services import conversation_reopen
+from characters.tokens import count_to_store
 
 from .errors import ConversationEnded, ConversationNotFound
 from .retry import with_db_retry
-from .selectors import history_load
+from .selectors import conversation_history
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,24 @@ def conversation_open(
     lock: bool,
     continue_ended: bool = False,
 ) -> Conversation:
-    """A new conversation (`conversation_id` falsy) or the user's open one on this instance.
+    """A new conversation (`conversation_id` falsy) or the user's open one on this instance,
+    with its instance and character loaded.
     `continue_ended`: a conversation the idle sweep ended is opened again (a live session that
     was silent for a while goes on where it was) instead of raising `ConversationEnded`."""
     if not conversation_id:
-        return Conversation.objects.create(
+        conversation = Conversation.objects.create(
             instance_id=instance_id, owner=user, channel=channel[:20]
         )
-    conversations = Conversation.objects.select_for_update() if lock else Conversation.objects
+        conversation.instance = CharacterInstance.objects.select_related("character").get(
+            pk=instance_id
+        )
+        return conversation
+    # The instance comes in the same query (a turn's prompt needs its current memory); the
+    # lock stays on the conversation's row where the database can say so.
+    conversations = Conversation.objects.select_related("instance__character")
+    if lock:
+        of = ("self",) if connection.features.has_select_for_update_of else ()
+        conversations = conversations.select_for_update(of=of)
     try:
         conversation = conversations.get(pk=conversation_id, instance_id=instance_id, owner=user)
     except (Conversation.DoesNotExist, ValidationError, ValueError) as exc:
@@ -68,11 +79,13 @@ def user_message_store(
     *,
     continue_ended: bool = False,
 ) -> tuple[Conversation, Message]:
-    """Store the user's message (in a new conversation when `conversation_id` is None); the
-    conversation comes back with its instance and character loaded."""
+    """Store the user's message (in a new conversation when `conversation_id` is None). The
+    conversation comes back as read under the lock (its `summary` current), with its instance
+    and character loaded."""
+    # Counted before the transaction: the write lock (all of SQLite) is not held meanwhile.
+    tokens = count_to_store(text)
 
     def write() -> tuple[Conversation, Message]:
-        instance = CharacterInstance.objects.select_related("character").get(pk=instance_id)
         with transaction.atomic():
             conversation = conversation_open(
                 instance_id,
@@ -83,10 +96,9 @@ def user_message_store(
                 continue_ended=continue_ended,
             )
             message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, text=text
+                conversation=conversation, role=Message.Role.USER, text=text, text_tokens=tokens
             )
             Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
-        conversation.instance = instance
         return conversation, message
 
     return with_db_retry(write, what="the user's message")
@@ -108,7 +120,7 @@ def user_message_store_and_history(
         instance_id, user, text, conversation_id, channel, continue_ended=continue_ended
     )
     try:
-        summary, _, history = history_load(conversation.pk, exclude_id=message.pk)
+        summary, _, history = conversation_history(conversation, exclude_id=message.pk)
     except Exception:  # The store succeeded; never report it as failed.
         logger.warning("History not read with the stored message; reading it again.", exc_info=True)
         return conversation, message, None
@@ -117,6 +129,8 @@ def user_message_store_and_history(
 
 def reply_store(conversation_id: Any, **fields: Any) -> Any:
     """Store the assistant's reply (`fields` are `Message` fields); returns its id."""
+
+    fields.setdefault("text_tokens", count_to_store(fields.get("text", "")))
 
     def write() -> Any:
         with transaction.atomic():

@@ -25,7 +25,13 @@ def history_load(
     `exclude_id` leaves one message out (the new user message, sent separately). Empty texts
     (a reply cut before its first word) are skipped: they say nothing to the model.
     """
-    conversation = Conversation.objects.get(pk=conversation_id)
+    return conversation_history(Conversation.objects.get(pk=conversation_id), exclude_id=exclude_id)
+
+
+def conversation_history(
+    conversation: Conversation, *, exclude_id: Any = None
+) -> tuple[str, int, list[PromptTurn]]:
+    """`history_load` for a conversation already read (its `summary` as read then)."""
     state = ConversationState.objects.filter(conversation=conversation).first()
     folded = state.folded_messages if state else 0
     # Four columns, not whole rows: every assistant row carries a `timings` JSON document, and

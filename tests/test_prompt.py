@@ -178,6 +178,9 @@ def test_a_turn_s_stored_count_is_used_instead_of_its_text():
     assert turn_tokens(Turn("user", text, tokens=500), exact_count) == 504
     assert turn_tokens(Turn("user", text, tokens=500), local_model) == 651 + 4
     assert turn_tokens(Turn("user", text), local_model) == local_model(text) + 4
+    # A system message, counted again every turn, is kept: the same figure as counting it.
+    assert local_model.repeated(text) == local_model(text) == local_model.repeated(text)
+    assert exact_count.repeated(text) == count_tokens(text)
     # A plain counting function cannot scale a stored count: the text is counted.
     assert turn_tokens(Turn("user", text, tokens=500), count_tokens) == message_tokens(text)
 

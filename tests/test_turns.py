@@ -63,15 +63,15 @@ async def test_the_history_is_read_with_the_store_and_again_if_that_read_failed(
     import conversation.records as records_module
 
     first = await whole_turn(instance, user, "Hello")
-    real, calls = records_module.history_load, []
+    real, calls = records_module.conversation_history, []
 
-    def flaky(conversation_id, **kwargs):
-        calls.append(conversation_id)
+    def flaky(conversation, **kwargs):
+        calls.append(conversation.pk)
         if len(calls) == 1:
             raise RuntimeError("read failed")
-        return real(conversation_id, **kwargs)
+        return real(conversation, **kwargs)
 
-    monkeypatch.setattr(records_module, "history_load", flaky)
+    monkeypatch.setattr(records_module, "conversation_history", flaky)
     second = await whole_turn(instance, user, "Again", conversation_id=first.conversation_id)
     assert second.error is None and len(calls) == 1, "the plan read it again elsewhere"
     rows = await stored(first.conversation_id)
