@@ -152,3 +152,21 @@ def test_default_engine_follows_the_environment(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(voz_settings)
+
+
+def test_chunks_are_read_from_their_json_and_odd_parts_are_ignored():
+    """Chunks arrive as the server's JSON (no typed object per token); a compatible server's
+    odd parts (wrong types, missing fields) add nothing rather than failing the reply."""
+    from conversation.engines.openai_engine import _State
+
+    state = _State()
+    chunk = {"model": "m1", "choices": [{"delta": {"content": "Hi"}, "finish_reason": None}]}
+    assert state.absorb(chunk) == "Hi" and state.model == "m1"
+    assert state.absorb({"choices": [{"delta": {"content": " there"}}, "junk", None]}) == " there"
+    assert state.absorb({"choices": [{"delta": {"content": 7}}, {"delta": None}]}) == ""
+    assert state.absorb("not a chunk") == "" and state.absorb(None) == ""
+    assert state.absorb({"choices": None, "model": 3}) == "" and state.model == "m1"
+    state.absorb({"choices": [{"delta": {}, "finish_reason": "length"}]})
+    state.absorb({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": "x"}})
+    assert state.finish_reason == "length"
+    assert (state.prompt_tokens, state.completion_tokens) == (12, None)
