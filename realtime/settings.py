@@ -134,6 +134,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with write transactions queued in the process (realtime/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "realtime.sqlite"
     # WAL and a busy timeout let the API, the consumers and the tests write concurrently.
     # IMMEDIATE transactions take the write lock up front, so a writer waits for the busy
     # timeout instead of failing at once with "database is locked" when a read turns into a write.

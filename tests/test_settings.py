@@ -46,7 +46,7 @@ def test_secret_key_is_generated_into_env_file_once(tmp_path):
 
 def test_defaults_are_offline_and_safe(tmp_path):
     values = probe(tmp_path / ".env", SECRET_KEY="k" * 50, VOZ_DATA_DIR=str(tmp_path))
-    assert values["db"] == "django.db.backends.sqlite3"
+    assert values["db"] == "realtime.sqlite"  # Django's SQLite, writers queued in process
     assert values["layer"] == "channels.layers.InMemoryChannelLayer"
     assert values["debug"] is False
 
