@@ -156,10 +156,12 @@ def build_prompt(
     context_tokens: int,
     reply_tokens: int,
     count: Counter = count_tokens,
+    user_tokens: int | None = None,
 ) -> Prompt:
-    """Compose the prompt; never exceeds `context_tokens - reply_tokens`."""
+    """Compose the prompt; never exceeds `context_tokens - reply_tokens`. `user_tokens`: the
+    new message's cl100k_base count when already known (counted as it was stored)."""
     budget = context_tokens - reply_tokens - REPLY_PRIMING
-    user_cost = message_tokens(user_text, count)
+    user_cost = turn_tokens(Turn("user", user_text, user_tokens), count)
 
     def system_for(text: str) -> str:
         return system_prompt(

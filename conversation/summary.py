@@ -25,6 +25,7 @@ from characters.prompt import (
     context_window,
     message_tokens,
     summary_messages,
+    turn_tokens,
 )
 from characters.tokens import TokenCounter
 
@@ -68,10 +69,17 @@ async def plan_reply(
 
 
 def reply_plan_for(
-    engine: LlmEngine, instance: Any, text: str, summary: str, history: list
+    engine: LlmEngine,
+    instance: Any,
+    text: str,
+    summary: str,
+    history: list,
+    *,
+    text_tokens: int | None = None,
 ) -> ReplyPlan:
     """The reply's plan from a given summary and history (also used to start a reply early,
-    voice/preempt.py, so an early prompt is the very one the turn would build)."""
+    voice/preempt.py, so an early prompt is the very one the turn would build). `text_tokens`:
+    the message's count if it was stored with one (then it is not counted again here)."""
     character = instance.character
     model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
     max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
@@ -91,9 +99,10 @@ def reply_plan_for(
         context_tokens=context,
         reply_tokens=max_tokens,
         count=counter,
+        user_tokens=text_tokens,
     )
     # Will the next turn (a message this size, a full reply) still fit? If not, fold after.
-    next_cost = message_tokens(text, counter) + max_tokens
+    next_cost = turn_tokens(PromptTurn("user", text, text_tokens), counter) + max_tokens
     return ReplyPlan(
         messages=[ChatMessage(m["role"], m["content"]) for m in prompt.messages],
         prompt_tokens=prompt.tokens,

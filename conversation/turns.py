@@ -176,6 +176,7 @@ class ReplyTurn:
         self._llm: LlmStream | None = None
         self._heard: str | None = None
         self._history: tuple[str, list] | None = None  # (summary, turns) read with the store
+        self._tokens: int | None = None  # The stored message's token count.
         self._completed = False
         self._entered = False
         self._exited = False
@@ -264,7 +265,9 @@ class ReplyTurn:
         )
         try:
             if self._history is not None:  # Read with the store, in the same thread hop.
-                self.plan = reply_plan_for(self._engine, self.instance, text, *self._history)
+                self.plan = reply_plan_for(
+                    self._engine, self.instance, text, *self._history, text_tokens=self._tokens
+                )
             else:
                 self.plan = await plan_reply(
                     self._engine, self.instance, self.conversation_id, self.user_message_id, text
@@ -298,6 +301,7 @@ class ReplyTurn:
             ) from exc
         self.conversation_id = conversation.pk
         self.user_message_id = message.pk
+        self._tokens = message.text_tokens
         self.instance = conversation.instance  # Reloaded with its character, off the loop.
 
     # Exit -----------------------------------------------------------------------------------

@@ -195,3 +195,14 @@ def test_a_turn_s_stored_count_is_used_instead_of_its_text():
     )
     assert prompt.overflow == 1, "the stored 3,000 tokens did not fit beside the rest"
     assert [m["content"] for m in prompt.messages[1:]] == ["recent", "Hola"]
+
+
+def test_the_new_message_s_stored_count_is_used_too():
+    from characters.tokens import TokenCounter
+
+    common = {**BASE, "history": [], "user_text": "Hola", "count": TokenCounter()}
+    small = build_prompt(**common, context_tokens=4096, reply_tokens=1000, user_tokens=1)
+    counted = build_prompt(**common, context_tokens=4096, reply_tokens=1000)
+    assert small.tokens == counted.tokens - count_tokens("Hola") + 1
+    with pytest.raises(PromptTooLong):
+        build_prompt(**common, context_tokens=4096, reply_tokens=1000, user_tokens=5000)
