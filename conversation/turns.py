@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -45,6 +44,7 @@ from django.core.exceptions import ValidationError
 from characters.models import CharacterInstance
 from characters.prompt import PromptTooLong
 from characters.tokens import count_tokens
+from realtime.ids import new_id
 
 from . import records
 from .background import complete_despite_cancel, run_in_background
@@ -162,7 +162,7 @@ class ReplyTurn:
         self.user = user
         self.text = text
         self.channel = channel
-        self.id = response_id or uuid.uuid4().hex
+        self.id = response_id or new_id()
         self.conversation_id: Any = None
         self.user_message_id: Any = None
         self.reply_message_id: Any = None

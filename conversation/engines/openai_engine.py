@@ -18,6 +18,8 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
+from realtime.ids import new_id
+
 from .base import (
     ChatMessage,
     LlmAuthError,
@@ -258,6 +260,7 @@ class OpenAIEngine:
                     cast_to=ChatCompletion,
                     stream=True,
                     stream_cls=openai.AsyncStream[object],
+                    options={"idempotency_key": f"voz-{new_id()}"},  # Not the SDK's uuid4.
                 )
                 iterator = response.__aiter__()
                 while True:

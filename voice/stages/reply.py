@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from realtime.ids import new_id
 from voice.frames import (
     Failure,
     Frame,
@@ -109,7 +109,7 @@ class ReplyStage(Stage):
         *,
         conversation_id: Any = None,
         clock: Callable[[], float] = time.monotonic,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_id,
         preempt: Preempt | None = None,
     ) -> None:
         super().__init__()
