@@ -33,6 +33,19 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def sqlite_file_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a subprocess on a migrated SQLite file in `data_dir`: the test
+    database is in memory, and some checks need the project's real SQLite settings."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "VOZ_DATA_DIR": str(data_dir),
+        "VOZ_ENV_FILE": str(data_dir / ".env"),
+        "DJANGO_SETTINGS_MODULE": "realtime.settings",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    return env
+
+
 def prepare_database(env: dict[str, str]) -> dict:
     """Migrate and seed the demo data; returns the demo credentials."""
     manage = [sys.executable, "manage.py"]

@@ -16,6 +16,7 @@ from django.db import connection
 
 from characters import selectors
 from characters.models import Character, CharacterInstance
+from tests.servers import sqlite_file_env
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,13 +186,7 @@ def test_unexpected_errors_are_json(api, monkeypatch):
 def test_concurrent_memory_writes_on_a_sqlite_file_all_succeed(tmp_path):
     """100 concurrent writers on a file database (the test database is in memory, so this runs
     in a subprocess with the project's real SQLite settings)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "VOZ_DATA_DIR": str(tmp_path),
-        "VOZ_ENV_FILE": str(tmp_path / ".env"),
-        "DJANGO_SETTINGS_MODULE": "realtime.settings",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    env = sqlite_file_env(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "tests.concurrent_memory_writes", "100"],
         cwd=ROOT,

@@ -4,27 +4,19 @@ file database with the project's real settings (the test database is in memory).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import ROOT, sqlite_file_env
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock")
 
 
 def test_writers_queue_in_the_process_and_every_end_of_a_transaction_frees_the_lock(tmp_path):
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "VOZ_DATA_DIR": str(tmp_path),
-        "VOZ_ENV_FILE": str(tmp_path / ".env"),
-        "DJANGO_SETTINGS_MODULE": "realtime.settings",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    env = sqlite_file_env(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "tests.sqlite_write_order"],
         cwd=ROOT,
