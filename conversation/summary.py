@@ -23,7 +23,6 @@ from characters.prompt import (
     build_prompt,
     clip,
     context_window,
-    message_tokens,
     summary_messages,
     turn_tokens,
 )
@@ -180,7 +179,7 @@ async def _fold(
             batch: list[PromptTurn] = []
             used = 0
             while index < len(turns):
-                cost = message_tokens(turns[index].text, counter)
+                cost = turn_tokens(turns[index], counter)  # Stored counts, as the prompt.
                 if batch and used + cost > room:
                     break
                 batch.append(turns[index])
