@@ -71,20 +71,45 @@ def last_user_text(fake_llm) -> str:
     return next(m["content"] for m in reversed(messages) if m["role"] == "user")
 
 
+def spoken_words(text: str) -> set[str]:
+    return set(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def speak_the_sentence(browser: Browser, server: dict, attempts: int = 2) -> tuple[Page, str]:
+    """A talk page whose fake microphone said SPOKEN as one turn, and that turn's transcript.
+
+    Chromium's fake capture device feeds the page on a timer; when the machine is busy enough
+    to stall that thread for a second or more, the page's audio graph fills the gap with
+    silence, and the server rightly ends the turn there (seen once in CI: "Hello Captain, what
+    is..."; the rest of the sentence came as a second turn). That is the capture path, not the
+    server, so such a split is proved (the second turn carries the rest) and tried again once
+    on a new page; a transcript missing words without a second turn fails at once.
+    """
+    wanted = spoken_words(SPOKEN)
+    for attempt in range(attempts):
+        page = open_talk_page(browser, server)
+        page.get_by_role("button", name="Start microphone").click()
+        users = page.locator("#log .msg.user")
+        expect(users.first).to_be_visible(timeout=40000)
+        transcript = users.first.locator(".text").inner_text().strip()
+        if len(wanted & spoken_words(transcript)) >= 5:
+            return page, transcript
+        expect(users).to_have_count(2, timeout=20000)
+        rest = users.nth(1).locator(".text").inner_text().strip()
+        joined = spoken_words(f"{transcript} {rest}")
+        assert len(wanted & joined) >= 5, (transcript, rest)
+        print(f"attempt {attempt + 1}: the capture split the sentence: {transcript!r} + {rest!r}")
+        page.close()
+    pytest.fail(f"The sentence was split in every attempt ({attempts}).")
+
+
 def test_talk_with_the_microphone_hears_the_reply(browser, server, fake_llm):
     from tests.fake_openai import Reply
 
     # Every request gets this reply: a pause mid-sentence may start a preemptive reply that is
     # dropped when the final transcript differs, and it must not use up a one-off script.
     fake_llm.default_reply = Reply(SPOKEN_REPLY, token_delay=0.08)
-    page = open_talk_page(browser, server)
-    page.get_by_role("button", name="Start microphone").click()
-
-    user = page.locator("#log .msg.user").first
-    expect(user).to_be_visible(timeout=40000)
-    transcript = user.locator(".text").inner_text().strip()
-    spoken_words = set(SPOKEN.lower().replace(".", "").replace("?", "").split())
-    assert len(spoken_words & set(transcript.lower().split())) >= 3, transcript
+    page, transcript = speak_the_sentence(browser, server)
     assert float(page.locator("#voz-app").get_attribute("data-input-level")) > 0.01
     assert int(page.locator("#voz-app").get_attribute("data-frames-sent")) > 10
 
