@@ -72,16 +72,34 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def server_pids(pid: int) -> list[int]:
+    """The server's processes: `pid` and, with `--workers`, the worker processes it started."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == pid and b"realtime.server" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+def _stat_fields(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return [int(v) for v in text[11:15]]  # utime, stime, cutime, cstime
+
+
 def cpu_split(server_pid: int, model_pid: int) -> dict[str, float]:
-    """CPU seconds so far (user + system): the server itself, its reaped children (espeak-ng),
-    the fake model, this load client, and the whole machine (all cores, from /proc/stat)."""
+    """CPU seconds so far (user + system): the server's processes (with its workers), their
+    reaped children (espeak-ng), the fake model, this load client, and the whole machine (all
+    cores, from /proc/stat)."""
     ticks = os.sysconf("SC_CLK_TCK")
-
-    def fields(pid: int) -> list[int]:
-        text = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return [int(v) for v in text[11:15]]  # utime, stime, cutime, cstime
-
-    server, model = fields(server_pid), fields(model_pid)
+    per_process = [_stat_fields(pid) for pid in server_pids(server_pid)]
+    server = [sum(row[i] for row in per_process) for i in range(4)]
+    model = _stat_fields(model_pid)
     machine = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(v) for i, v in enumerate(machine) if i not in (3, 4))  # not idle, iowait
     own = os.times()
@@ -95,10 +113,15 @@ def cpu_split(server_pid: int, model_pid: int) -> dict[str, float]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the server's processes (with its workers), MiB."""
+    total = 0.0
+    for one in server_pids(pid):
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:")), 0.0)
+    return total
 
 
 async def one_session(url: str, token: str, stop_at: float, figures: Figures) -> None:
@@ -270,6 +293,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
         "sessions": args.sessions,
         "duration_s": args.duration,
         "layer": "redis" if args.redis else "in-memory",
+        "workers": args.workers,
         "database": "postgresql" if args.database_url else "sqlite",
         "tts": args.tts,
         "handshakes": f"{figures.handshakes_ok}/{args.sessions}",
@@ -331,6 +355,9 @@ def main() -> None:
         "process) or none (text replies: the server's own cost alone)",
     )
     parser.add_argument("--redis", default="", help="Redis URL for the channel layer")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes on the port (needs --redis)"
+    )
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default SQLite)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--server-log", type=Path, help="copy the server's log here")
@@ -351,6 +378,9 @@ def main() -> None:
         "WS_TURNS_PER_MINUTE": "60",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
+    if args.workers > 1 and not args.redis:
+        parser.error("--workers > 1 needs --redis (the channel layer must reach every process)")
+    extra["WEB_WORKERS"] = str(args.workers)
     if args.redis:
         extra.update(REDIS_URL=args.redis, REDIS_PREFIX=f"vozload{uuid.uuid4().hex[:8]}")
     if args.database_url:

@@ -160,6 +160,14 @@ def warm_up() -> None:
     logger.info("Warmed up in %.1f s (Vosk models: %s)", time.monotonic() - started, models)
 
 
+def process_details() -> dict:
+    """`/readyz` details.process: this process's pid and, under `--workers`, its number."""
+    import os
+
+    worker = os.environ.get("VOZ_WORKER")  # realtime.workers.WORKER_ENV
+    return {"pid": os.getpid(), "worker": int(worker) if worker else None}
+
+
 class BoundedServer(Server):
     """daphne's Server, closing WebSockets whose unsent bytes pass a bound; it also measures its
     event loop's lag (`/readyz` details.event_loop)."""
@@ -178,6 +186,7 @@ class BoundedServer(Server):
         reactor.callWhenRunning(self.loop_lag.start)
         reactor.callWhenRunning(self.memory_return.start)
         readiness.register("event_loop", self.loop_lag.summary)
+        readiness.register("process", process_details)
 
     def protocol_disconnected(self, protocol: Any) -> None:
         if isinstance(protocol, WebSocketProtocol):
@@ -239,13 +248,50 @@ class BoundedServer(Server):
 class BoundedCommandLineInterface(CommandLineInterface):
     server_class = BoundedServer
 
+    def __init__(self, listen_fd: int | None = None) -> None:
+        super().__init__()
+        if listen_fd is not None:  # A worker (realtime.workers): accept on the inherited socket.
+            parse = self.parser.parse_args
+
+            def parse_args(args=None, namespace=None):
+                parsed = parse(args, namespace)
+                parsed.host, parsed.port, parsed.file_descriptor = None, None, listen_fd
+                return parsed
+
+            self.parser.parse_args = parse_args
+
     def run(self, args: list[str]) -> None:
         if not any(arg.startswith("--websocket_connect_timeout") for arg in args):
             args = ["--websocket_connect_timeout", str(HANDSHAKE_TIMEOUT_S), *args]
         super().run(args)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    """One server, or with `--workers N` (`WEB_WORKERS`) a supervisor of N (realtime.workers)."""
+    import os
+
+    from realtime import workers
+
+    inherited = os.environ.get(workers.FD_ENV)
+    if inherited is None:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
+        from django.conf import settings
+
+        try:
+            count, argv = workers.split_workers(argv, settings.WEB_WORKERS)
+            if count > 1:
+                logging.basicConfig(
+                    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                )
+                return workers.serve(count, argv)
+        except workers.WorkersError as exc:
+            print(f"realtime.server: {exc}", file=sys.stderr)
+            return 2
     # daphne's CLI builds its access log from this module global: swap in the redacting one.
     cli.AccessLogGenerator = RedactingAccessLog
-    BoundedCommandLineInterface().run(sys.argv[1:])
+    BoundedCommandLineInterface(None if inherited is None else int(inherited)).run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -314,6 +314,8 @@ STT_SAMPLE_RATE = env_int("STT_SAMPLE_RATE", 16000)
 STT_MAX_UPLOAD_BYTES = env_int("STT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 STT_MAX_SECONDS = env_float("STT_MAX_SECONDS", 120.0)
 WARM_UP = env_bool("WARM_UP", True)  # realtime.server loads models before listening.
+# realtime.server processes accepting on one port (realtime/workers.py); more than 1 needs REDIS_URL.
+WEB_WORKERS = env_int("WEB_WORKERS", 1)
 STT_SPHINX_IDLE_DECODERS = env_int("STT_SPHINX_IDLE_DECODERS", 2)  # Pooled per process.
 VOSK_MODEL_PATH = env_str("VOSK_MODEL_PATH")
 VOSK_MODELS = {

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,10 @@ class Daphne:
             self.process.kill()
 
 
-def start_daphne(env: dict[str, str], limit_s: float = 60) -> Daphne:
+def start_daphne(env: dict[str, str], limit_s: float = 60, args: tuple[str, ...] = ()) -> Daphne:
     """daphne on a free port, as scripts/serve runs it (`realtime.server`: daphne with a bound on
-    unsent bytes); its output goes to a log file (a pipe nobody reads would fill up and stall the
-    server)."""
+    unsent bytes, with `args` such as `--workers 2`), once `/healthz` answers; its output goes to
+    a log file (a pipe nobody reads would fill up and stall the server)."""
     port = free_port()
     log = Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log"
     process = subprocess.Popen(
@@ -101,6 +102,7 @@ def start_daphne(env: dict[str, str], limit_s: float = 60) -> Daphne:
             "127.0.0.1",
             "-p",
             str(port),
+            *args,
             "realtime.asgi:application",
         ],
         cwd=ROOT,
@@ -112,9 +114,10 @@ def start_daphne(env: dict[str, str], limit_s: float = 60) -> Daphne:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited: {log.read_text(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return Daphne(process, port, log)
+        try:  # A connection alone is not enough: with workers the port is bound before them.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return Daphne(process, port, log)
         except OSError:
             time.sleep(0.2)
     process.kill()

@@ -1,0 +1,126 @@
+"""`python -m realtime.server --workers N`: N server processes on one port (realtime/workers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.fake_openai import API_KEY, FakeOpenAI, Reply
+from tests.servers import ROOT, free_port, prepare_database, server_env, start_daphne
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REPLY = "Two engines hum. Both of them answer."
+
+
+def run_server(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "realtime.server", *args, "realtime.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_several_workers_need_a_shared_channel_layer(tmp_path):
+    done = run_server(server_env(tmp_path), "--workers", "2", "-p", str(free_port()))
+    assert done.returncode == 2
+    assert "REDIS_URL" in done.stderr and "in-memory" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--workers", "0"), "1 or more"),
+        (("--workers", "2", "-u", "/tmp/voz.sock"), "-b HOST -p PORT"),
+        (("--workers", "2", "-b", "::1", "-p", "8000"), "IPv4"),
+    ],
+)
+def test_worker_options_that_cannot_work_are_refused(tmp_path, args, says):
+    done = run_server(server_env(tmp_path, REDIS_URL=REDIS_URL), *args)
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+def readyz_process(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as answer:
+        return json.loads(answer.read())["details"]["process"]
+
+
+def workers_answering(port: int, want: int, limit_s: float = 20) -> dict[int, int]:
+    """worker number → pid, from `/readyz` asked until `want` workers answered (or the limit)."""
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + limit_s
+    while len(seen) < want and time.monotonic() < deadline:
+        try:
+            process = readyz_process(port)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        seen[process["worker"]] = process["pid"]
+    return seen
+
+
+async def typed_turn(url: str, token: str) -> dict:
+    async with websockets.connect(
+        f"{url}/ws/voice/", subprotocols=["voz.v1", f"bearer.{token}"]
+    ) as ws:
+        await ws.send(json.dumps({"type": "session.start", "instance": "nova"}))
+        await ws.send(json.dumps({"type": "input_text", "text": "Are both engines running?"}))
+        while True:
+            frame = await asyncio.wait_for(ws.recv(), 30)
+            if isinstance(frame, str) and (event := json.loads(frame))["type"] == "response.done":
+                return event
+
+
+@pytest.mark.redis
+def test_workers_share_the_port_and_one_that_dies_is_started_again(tmp_path):
+    model = FakeOpenAI().start()
+    model.default_reply = Reply(REPLY)
+    env = server_env(
+        tmp_path,
+        LLM_ENGINE="openai",
+        OPENAI_BASE_URL=model.base_url,
+        OPENAI_API_KEY=API_KEY,
+        REDIS_URL=REDIS_URL,
+        REDIS_PREFIX=f"vozworkers{os.getpid()}",
+        MEMORY_CONSOLIDATION="false",
+    )
+    token = prepare_database(env)["token"]
+    server = start_daphne(env, args=("--workers", "2"))
+    try:
+        workers = workers_answering(server.port, 2)
+        assert sorted(workers) == [1, 2], server.output()
+        assert server.process.pid not in workers.values()  # the supervisor serves nothing
+
+        # Sessions on either worker get their replies (each accept goes to one of them).
+        async def turns() -> list[dict]:
+            return await asyncio.gather(*(typed_turn(server.ws, token) for _ in range(6)))
+
+        assert [event["text"] for event in asyncio.run(turns())] == [REPLY] * 6
+
+        os.kill(workers[1], signal.SIGKILL)
+        again = {}
+        deadline = time.monotonic() + 30
+        while again.get(1) in (None, workers[1]) and time.monotonic() < deadline:
+            again.update(workers_answering(server.port, 2, limit_s=2))
+        assert again.get(1) not in (None, workers[1]), server.output()
+        assert again[2] == workers[2]  # the other worker went on serving
+        assert "Worker 1 (pid" in server.output()
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        status = server.process.wait(timeout=30)
+        model.stop()
+    assert status == 0
+    alive = [pid for pid in workers.values() if os.path.exists(f"/proc/{pid}")]
+    assert not alive, "SIGTERM to the supervisor stops its workers"
