@@ -126,7 +126,18 @@ def start_daphne(env: dict[str, str]) -> Proc:
     entry = "realtime.server" if (ROOT / "realtime" / "server.py").is_file() else "daphne"
     cmd = [sys.executable, "-m", entry, "-b", "127.0.0.1", "-p", str(port)]
     cmd.append("realtime.asgi:application")
-    return start(cmd, port=port, log=Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log", env=env)
+    server = start(cmd, port=port, log=Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log", env=env)
+    # With WEB_WORKERS > 1 the port is bound before the workers listen: wait until one answers.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                return server
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise
+            time.sleep(0.2)
 
 
 class ProcStats:

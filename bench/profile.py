@@ -34,6 +34,7 @@ class Recording:
             print("py-spy is missing (pip install -e '.[bench]'): no profile.")
             return self
         cmd = [binary, "record", "--pid", str(self.pid), "--rate", str(self.rate)]
+        cmd.append("--subprocesses")  # With --workers the pid is the supervisor; they serve.
         cmd += ["--format", "raw", "--output", str(self.out), "--nonblocking", "--threads"]
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=self.out.with_suffix(".log").open("w")

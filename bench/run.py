@@ -90,7 +90,21 @@ def main(argv: list[str] | None = None) -> int:
         default=100.0,
         help="text phase: turns a second across all sessions (each sends one; default 100)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on the port (realtime.server --workers; needs --redis)",
+    )
+    parser.add_argument(
+        "--redis", help="Redis URL for the channel layer, e.g. redis://127.0.0.1:6379/0"
+    )
     args = parser.parse_args(argv)
+    if args.workers > 1 and not args.redis:
+        parser.error("--workers > 1 needs --redis (the channel layer must reach every process)")
+    server_settings = {"WEB_WORKERS": str(args.workers)}
+    if args.redis:
+        server_settings.update(REDIS_URL=args.redis, REDIS_PREFIX=f"vozbench{os.getpid()}")
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)
     if unknown:
@@ -113,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             "sentences": args.sentences,
         },
         "phases": {},
+        "server": {"workers": args.workers, "layer": "redis" if args.redis else "in-memory"},
     }
     turns = ensure_spoken_set()
     data_dir = Path(tempfile.mkdtemp(prefix="voz-bench-", dir=ROOT / "var"))
     pace = {"ttft": args.ttft, "tps": args.tps, "sentences": args.sentences}
-    with Stack(data_dir, llm_url=args.llm_url, **pace) as stack:
+    with Stack(data_dir, llm_url=args.llm_url, base_settings=server_settings, **pace) as stack:
         for name in phases:
             phase = getattr(run_phases, f"phase_{name}")
             if args.profile and name == "latency":

@@ -23,13 +23,21 @@ from .spoken import Turn
 
 
 class Stack:
-    def __init__(self, data_dir: Path, *, llm_url: str | None = None, **pace: float) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        llm_url: str | None = None,
+        base_settings: dict[str, str] | None = None,
+        **pace: float,
+    ) -> None:
         self.data_dir = data_dir
         self.pace = pace
         self.llm_url = llm_url
         self.model: procs.FakeModel | None = None
         self.daphne: procs.Proc | None = None
         self.token = ""
+        self.base_settings = base_settings or {}  # Every daphne of the run (e.g. WEB_WORKERS).
         self.settings: dict[str, str] = {}
 
     def __enter__(self) -> Stack:
@@ -55,7 +63,7 @@ class Stack:
             LLM_ENGINE="openai",
             OPENAI_BASE_URL=self.llm_url,
             OPENAI_API_KEY=procs.API_KEY,
-            **{**self.settings, **extra},
+            **{**self.base_settings, **self.settings, **extra},
         )
 
     def restart(self, **settings: str) -> None:
