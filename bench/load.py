@@ -63,6 +63,8 @@ class Figures:
     loop_lag: list[dict] = field(default_factory=list)
     rss_mib: list[tuple[float, float]] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    rss_per_session_mib: float | None = None  # RSS added per open session, 2 s after all opened
+    loop_lag_after_start: dict = field(default_factory=dict)  # /readyz, 2 s after all opened
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -124,7 +126,9 @@ def rss_mib(pid: int) -> float:
     return total
 
 
-async def one_session(url: str, token: str, stop_at: float, figures: Figures) -> None:
+async def one_session(
+    url: str, token: str, stop_at: float, figures: Figures, idle: bool = False
+) -> None:
     try:
         ws = await websockets.connect(
             f"{url}/ws/voice/",
@@ -169,8 +173,11 @@ async def one_session(url: str, token: str, stop_at: float, figures: Figures) ->
 
     reader = asyncio.create_task(read())
     try:
-        await asyncio.sleep(random.uniform(0, 5))
-        while time.monotonic() < stop_at and not reader.done():
+        if idle:  # Open and silent until the end: what an idle session costs.
+            await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+        else:
+            await asyncio.sleep(random.uniform(0, 5))
+        while not idle and time.monotonic() < stop_at and not reader.done():
             await done.wait()
             done.clear()
             sent_at, first_seen = time.monotonic(), False
@@ -267,10 +274,25 @@ async def drive(
     await asyncio.sleep(3)  # An idle baseline.
     stop_at = time.monotonic() + args.ramp + args.duration
     cpu_before = cpu_split(pid, model_pid)
+    rss_before = rss_mib(pid)
     sessions = []
     for _ in range(args.sessions):
-        sessions.append(asyncio.create_task(one_session(url, token, stop_at, figures)))
+        task = one_session(url, token, stop_at, figures, idle=args.idle)
+        sessions.append(asyncio.create_task(task))
         await asyncio.sleep(args.ramp / max(1, args.sessions))
+    opened_by = time.monotonic() + 60
+    while figures.handshakes_ok + len(figures.handshakes_failed) < args.sessions:
+        if time.monotonic() > opened_by:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)  # Each session's start has finished (session.started came first).
+    if figures.handshakes_ok:
+        figures.rss_per_session_mib = round((rss_mib(pid) - rss_before) / figures.handshakes_ok, 2)
+    try:  # The loop's lag over the last minute, which holds every session's start.
+        _, body = await get(port, "/readyz")
+        figures.loop_lag_after_start = json.loads(body)["details"].get("event_loop", {})
+    except (OSError, TimeoutError, ValueError, KeyError, IndexError):
+        pass
     await asyncio.gather(*sessions)
     cpu_after = cpu_split(pid, model_pid)
     figures.cpu_s = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before}
@@ -296,6 +318,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
         "workers": args.workers,
         "database": "postgresql" if args.database_url else "sqlite",
         "tts": args.tts,
+        "idle": args.idle,
         "handshakes": f"{figures.handshakes_ok}/{args.sessions}",
         "errors": errors,
         "turns_sent": figures.turns_sent,
@@ -326,6 +349,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
         "loop_lag_ms": {
             "p99_worst_minute": max((lag["p99_ms"] for lag in lags), default=None),
             "max": max((lag["max_ms"] for lag in lags), default=None),
+            "last_minute_2_s_after_all_started": figures.loop_lag_after_start,
         },
         "rss_mib": {
             "start": rss[0] if rss else None,
@@ -336,6 +360,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
             f"{args.settle}_s_after_close": next(
                 (mib for at, mib in figures.rss_mib if at == -2), None
             ),
+            "per_open_session": figures.rss_per_session_mib,
             "series": figures.rss_mib,
         },
     }
@@ -359,6 +384,12 @@ def main() -> None:
         "--workers", type=int, default=1, help="server processes on the port (needs --redis)"
     )
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default SQLite)")
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="sessions open and send nothing (memory per idle session; with --ramp 0, the "
+        "event loop's lag while they all start at once)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--server-log", type=Path, help="copy the server's log here")
     args = parser.parse_args()

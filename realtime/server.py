@@ -287,6 +287,8 @@ def main(argv: list[str]) -> int:
         except workers.WorkersError as exc:
             print(f"realtime.server: {exc}", file=sys.stderr)
             return 2
+    else:
+        workers.die_with_supervisor()
     # daphne's CLI builds its access log from this module global: swap in the redacting one.
     cli.AccessLogGenerator = RedactingAccessLog
     BoundedCommandLineInterface(None if inherited is None else int(inherited)).run(argv)

@@ -28,7 +28,8 @@ import time
 logger = logging.getLogger("realtime.workers")
 
 FD_ENV = "VOZ_LISTEN_FD"  # Set in a worker: the inherited listening socket's descriptor.
-WORKER_ENV = "VOZ_WORKER"  # Set in a worker: its number, 1..N (in its log lines' process name).
+WORKER_ENV = "VOZ_WORKER"  # Set in a worker: its number, 1..N (/readyz details.process).
+SUPERVISOR_ENV = "VOZ_SUPERVISOR_PID"  # Set in a worker: the supervisor's pid.
 CRASH_WINDOW_S = 10.0
 MAX_QUICK_CRASHES = 3
 STOP_TIMEOUT_S = 15.0
@@ -79,6 +80,24 @@ def check_channel_layer() -> None:
         )
 
 
+def die_with_supervisor() -> None:
+    """In a worker: be sent SIGTERM when the supervisor dies, even by SIGKILL (Linux
+    `PR_SET_PDEATHSIG`), so no orphan goes on serving the port; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    path = ctypes.util.find_library("c")
+    if path is None:
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(path, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor and os.getppid() != int(supervisor):  # It died before prctl took effect.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket every worker adopts (inheritable, non-blocking)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -102,7 +121,12 @@ class Supervisor:
         self.stopping = False
 
     def _start(self, number: int) -> None:
-        env = {**os.environ, FD_ENV: str(self.listener.fileno()), WORKER_ENV: str(number)}
+        env = {
+            **os.environ,
+            FD_ENV: str(self.listener.fileno()),
+            WORKER_ENV: str(number),
+            SUPERVISOR_ENV: str(os.getpid()),
+        }
         process = subprocess.Popen(
             [sys.executable, "-m", "realtime.server", *self.daphne_args],
             env=env,

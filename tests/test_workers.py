@@ -52,6 +52,15 @@ def test_worker_options_that_cannot_work_are_refused(tmp_path, args, says):
     assert says in done.stderr
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def readyz_process(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as answer:
         return json.loads(answer.read())["details"]["process"]
@@ -122,5 +131,27 @@ def test_workers_share_the_port_and_one_that_dies_is_started_again(tmp_path):
         status = server.process.wait(timeout=30)
         model.stop()
     assert status == 0
-    alive = [pid for pid in workers.values() if os.path.exists(f"/proc/{pid}")]
-    assert not alive, "SIGTERM to the supervisor stops its workers"
+    assert not [pid for pid in workers.values() if running(pid)], "SIGTERM stops the workers"
+
+
+@pytest.mark.redis
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    env = server_env(tmp_path, REDIS_URL=REDIS_URL, REDIS_PREFIX=f"vozworkers{os.getpid()}")
+    prepare_database(env)
+    server = start_daphne(env, args=("--workers", "2"))
+    try:
+        workers = workers_answering(server.port, 2)
+        assert sorted(workers) == [1, 2], server.output()
+        server.process.kill()  # SIGKILL: the supervisor cannot forward anything.
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            alive = [pid for pid in workers.values() if running(pid)]
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert not alive, "orphaned workers would go on serving the port"
+    finally:
+        for pid in workers.values():
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
