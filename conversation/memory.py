@@ -13,10 +13,12 @@ Observers of the instance see `memory.updated` and `memory.consolidation_failed`
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -43,6 +45,7 @@ from .selectors import (
 from .summary import token_counter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONSOLIDATION_TEMPERATURE = 0.2
 MAX_BACKOFF_SECONDS = 86400
@@ -123,6 +126,28 @@ async def consolidate_idle(*, end_idle: bool = True, engine: LlmEngine | None = 
     return len(instance_ids)
 
 
+def newest_that_fit(
+    turns: list[T], render: Callable[[list[T]], list[dict[str, str]]], budget: int, counter
+) -> list[T]:
+    """The newest turns whose rendered messages take at most `budget` tokens (`counter` counts
+    them), [] when not even the newest fits. A binary search over how many of the oldest are left
+    out, so a transcript of n turns is rendered and counted O(log n) times, not n (the rendered
+    size only grows with the turns kept). Blocking: run it off the event loop."""
+
+    def fits(dropped: int) -> bool:
+        rendered = render(turns[dropped:])
+        return sum(message_tokens(m["content"], counter) for m in rendered) <= budget
+
+    low, high = 0, len(turns)  # The answer drops between `low` and `high` of the oldest turns.
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return turns[low:]
+
+
 async def _consolidate_one(
     engine: LlmEngine, instance_id: Any, conversation_id: Any, publisher: Publisher
 ) -> int | None:
@@ -151,11 +176,9 @@ async def _consolidate_one(
         )
 
     # Keep the newest turns that fit; older ones are in the summary or left out of this pass.
-    kept = list(turns)
-    while kept and sum(message_tokens(m["content"], counter) for m in messages_for(kept)) > (
-        context - reply_tokens - 16
-    ):
-        kept.pop(0)
+    # Counting is CPU work on long transcripts: off the event loop.
+    budget = context - reply_tokens - 16
+    kept = await asyncio.to_thread(newest_that_fit, list(turns), messages_for, budget, counter)
     llm = engine.stream(
         [ChatMessage(m["role"], m["content"]) for m in messages_for(kept)],
         model=model,

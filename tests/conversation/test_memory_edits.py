@@ -347,3 +347,56 @@ async def test_consolidate_endpoint_reports_failures_and_keeps_memory(
         {"conversation_id": str(conversation.pk), "error": body["failed"][0]["error"]}
     ]
     assert body["failed"][0]["error"].startswith("bad_edits: not JSON")
+
+
+# Fitting a long transcript into the model's context ------------------------------------------
+
+
+def linear_fit(turns, render, budget, counter):
+    """The rule as first written: drop the oldest turn until the rendered messages fit."""
+    from characters.prompt import message_tokens
+
+    kept = list(turns)
+    while kept and sum(message_tokens(m["content"], counter) for m in render(kept)) > budget:
+        kept.pop(0)
+    return kept
+
+
+@pytest.mark.parametrize("budget", [0, 40, 300, 1_000, 5_000, 100_000])
+def test_the_newest_turns_that_fit_are_kept_in_few_renders(budget):
+    from characters.tokens import TokenCounter
+    from conversation.memory import newest_that_fit
+
+    turns = [f"turn {i}: " + "word " * (i % 7 * 5 + 1) for i in range(200)]
+    renders = []
+
+    def render(kept):
+        renders.append(len(kept))
+        return [{"role": "system", "content": "Update the memory."}, {"content": "\n".join(kept)}]
+
+    counter = TokenCounter(1.0)
+    kept = newest_that_fit(turns, render, budget, counter)
+    assert len(renders) <= 8  # ⌈log2(201)⌉ renders, where dropping one by one took up to 200
+    assert kept == linear_fit(turns, render, budget, counter)
+    assert kept == turns[len(turns) - len(kept) :]  # the newest, in order
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_long_conversation_is_consolidated_from_its_newest_turns(
+    fake_openai, user, nova, settings
+):
+    from characters.prompt import message_tokens
+
+    settings.LLM_CONTEXT_TOKENS = 1_200  # 1,200 − 512 for the answer − 16: 672 for the prompt
+    texts = [
+        f"Entry {i:03d} of the log: " + "the engines hum and the stars drift. " * 4
+        for i in range(60)
+    ]
+    await sync_to_async(ended_conversation)(nova, user, *texts)
+    fake_openai.script(json.dumps({"edits": [{"op": "add", "text": "The user keeps a log."}]}))
+    assert (await memory_consolidate(instance_id=nova.pk)).conversations == 1
+    messages = fake_openai.chat_requests[-1].messages
+    prompt = messages[-1]["content"]
+    assert "Entry 059" in prompt and "Entry 000" not in prompt  # the newest kept, the oldest not
+    assert sum(message_tokens(m["content"]) for m in messages) <= 1_200 - 512 - 16
+    assert await memory_of(nova) == MEMORY + "\nThe user keeps a log."
