@@ -11,7 +11,8 @@ application then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
 system (`MemoryReturn`). Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
-Its access log redacts secrets (`realtime.access_log`). Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
+Its access log redacts secrets (`realtime.access_log`). `--workers N` (`WEB_WORKERS`) runs N
+such servers on one port under a supervisor (`realtime.workers`). Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
 """
 
@@ -23,6 +24,7 @@ import ctypes.util
 import gc
 import json
 import logging
+import os
 import struct
 import sys
 import time
@@ -35,6 +37,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
+from realtime import workers
 from realtime.access_log import RedactingAccessLog
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
@@ -162,9 +165,7 @@ def warm_up() -> None:
 
 def process_details() -> dict:
     """`/readyz` details.process: this process's pid and, under `--workers`, its number."""
-    import os
-
-    worker = os.environ.get("VOZ_WORKER")  # realtime.workers.WORKER_ENV
+    worker = os.environ.get(workers.WORKER_ENV)
     return {"pid": os.getpid(), "worker": int(worker) if worker else None}
 
 
@@ -268,10 +269,6 @@ class BoundedCommandLineInterface(CommandLineInterface):
 
 def main(argv: list[str]) -> int:
     """One server, or with `--workers N` (`WEB_WORKERS`) a supervisor of N (realtime.workers)."""
-    import os
-
-    from realtime import workers
-
     inherited = os.environ.get(workers.FD_ENV)
     if inherited is None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
