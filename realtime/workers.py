@@ -1,13 +1,13 @@
 """Several server processes on one port: `python -m realtime.server --workers N …`.
 
 One Python process runs its event loop and most of its work on one core (the GIL), and a turn
-costs ~40 ms of it (docs/operations.md), so one process saturates at a few tens of turns a
+costs 22-45 ms of it (docs/operations.md), so one process saturates at a few tens of turns a
 second, whatever the machine. With `--workers N` (or `WEB_WORKERS`) this supervisor binds the
-listening socket once and starts N `realtime.server` processes that all accept on it (each adopts
-the inherited descriptor, daphne's `--fd`); the kernel hands each new connection to whichever
-process accepts first, so a busy process takes fewer. A WebSocket stays in the process that
-accepted it; what crosses processes (observers, groups) goes through the channel layer, which
-therefore must be Redis (`REDIS_URL`) when N > 1.
+listening sockets and starts N `realtime.server` processes that accept on them (each adopts an
+inherited descriptor, daphne's `--fd`; on Linux one `SO_REUSEPORT` socket per worker, which the
+kernel fills evenly). A WebSocket stays in the process that accepted it; what crosses processes
+(observers, groups) goes through the channel layer, which therefore must be Redis (`REDIS_URL`)
+when N > 1.
 
 The supervisor forwards SIGTERM / SIGINT to the workers and waits for them (daphne closes its
 connections), and starts a worker again when one dies; a worker dying within `CRASH_WINDOW_S` of
@@ -98,10 +98,11 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker adopts (inheritable, non-blocking)."""
+def _listener(host: str, port: int, reuse_port: bool) -> socket.socket:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((host, port))
     listener.listen(BACKLOG)
     listener.setblocking(False)
@@ -109,28 +110,44 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-class Supervisor:
-    """Starts `count` workers on `listener`, restarts those that die, stops them on a signal."""
+def bind(host: str, port: int, count: int) -> list[socket.socket]:
+    """The listening socket of each worker (inheritable, non-blocking), one per worker.
 
-    def __init__(self, count: int, listener: socket.socket, daphne_args: list[str]) -> None:
-        self.count = count
-        self.listener = listener
+    On Linux each worker gets a socket of its own on the same port (`SO_REUSEPORT`), and the
+    kernel spreads new connections evenly over them by a hash of the client's address. One
+    shared socket would go to whichever worker wakes first, and Twisted accepts up to 100
+    connections per wake-up, so a burst of handshakes would land on one worker. Elsewhere they
+    share one socket."""
+    if count > 1 and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
+        return [_listener(host, port, reuse_port=True) for _ in range(count)]
+    return [_listener(host, port, reuse_port=False)] * count
+
+
+class Supervisor:
+    """Starts a worker on each of `listeners`, restarts those that die (on the same socket,
+    which the supervisor keeps open: connections wait in its queue meanwhile), stops them on a
+    signal."""
+
+    def __init__(self, listeners: list[socket.socket], daphne_args: list[str]) -> None:
+        self.count = len(listeners)
+        self.listeners = listeners
         self.daphne_args = daphne_args
         self.workers: dict[int, tuple[subprocess.Popen, float]] = {}  # number → (process, start)
         self.quick_crashes = 0
         self.stopping = False
 
     def _start(self, number: int) -> None:
+        listener = self.listeners[number - 1]
         env = {
             **os.environ,
-            FD_ENV: str(self.listener.fileno()),
+            FD_ENV: str(listener.fileno()),
             WORKER_ENV: str(number),
             SUPERVISOR_ENV: str(os.getpid()),
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "realtime.server", *self.daphne_args],
             env=env,
-            pass_fds=(self.listener.fileno(),),
+            pass_fds=(listener.fileno(),),
         )
         self.workers[number] = (process, time.monotonic())
         logger.info("Worker %d started (pid %d)", number, process.pid)
@@ -180,6 +197,6 @@ def serve(count: int, daphne_args: list[str]) -> int:
     """Bind once and supervise `count` workers (see the module docstring). Raises WorkersError."""
     host, port = listen_address(daphne_args)
     check_channel_layer()
-    listener = bind(host, port)
+    listeners = bind(host, port, count)
     logger.warning("Serving on %s:%d with %d workers", host, port, count)
-    return Supervisor(count, listener, daphne_args).run()
+    return Supervisor(listeners, daphne_args).run()

@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 import websockets
@@ -80,6 +82,19 @@ def workers_answering(port: int, want: int, limit_s: float = 20) -> dict[int, in
     return seen
 
 
+def burst_of_readyz(port: int, count: int) -> list[int]:
+    """`count` connections opened at once, then a `/readyz` on each: the worker of each."""
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    for sock in sockets:
+        sock.sendall(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    answered = []
+    for sock in sockets:
+        with sock, sock.makefile("rb") as reply:
+            body = reply.read().split(b"\r\n\r\n", 1)[1]
+            answered.append(json.loads(body)["details"]["process"]["worker"])
+    return answered
+
+
 async def typed_turn(url: str, token: str) -> dict:
     async with websockets.connect(
         f"{url}/ws/voice/", subprotocols=["voz.v1", f"bearer.{token}"]
@@ -117,6 +132,11 @@ def test_workers_share_the_port_and_one_that_dies_is_started_again(tmp_path):
             return await asyncio.gather(*(typed_turn(server.ws, token) for _ in range(6)))
 
         assert [event["text"] for event in asyncio.run(turns())] == [REPLY] * 6
+
+        # Bursts of connections are spread evenly over the workers (one shared socket gave
+        # splits from 1/49 to 12/38 of 50 here: the first worker awake takes most).
+        counts = Counter(w for _ in range(3) for w in burst_of_readyz(server.port, 50))
+        assert sorted(counts) == [1, 2] and min(counts.values()) >= 50, counts  # of 150
 
         os.kill(workers[1], signal.SIGKILL)
         again = {}
