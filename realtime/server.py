@@ -98,20 +98,24 @@ class LoopLag:
         self.start()
 
     def summary(self) -> dict:
-        """Lag over the last minute (window × interval): p50, p99 and max in ms."""
+        """Lag over the last minute (window × interval): p50, p99 and max in ms; and over the
+        last 10 s (`last_10_s`: p99 and max), where a short burst is not diluted by a quiet
+        minute."""
         ordered = sorted(self.samples_ms)
         if not ordered:
             return {"samples": 0}
-
-        def pick(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
+        recent = sorted(list(self.samples_ms)[-max(1, int(10 / self.interval_s)) :])
         return {
             "samples": len(ordered),
-            "p50_ms": pick(0.5),
-            "p99_ms": pick(0.99),
-            "max_ms": pick(1),
+            "p50_ms": _pick(ordered, 0.5),
+            "p99_ms": _pick(ordered, 0.99),
+            "max_ms": _pick(ordered, 1),
+            "last_10_s": {"p99_ms": _pick(recent, 0.99), "max_ms": _pick(recent, 1)},
         }
+
+
+def _pick(ordered: list[float], q: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 class MemoryReturn:

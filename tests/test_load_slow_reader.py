@@ -203,3 +203,4 @@ def test_readyz_reports_the_servers_event_loop_lag(server):
         lag = json.loads(response.read())["details"]["event_loop"]
     assert lag["samples"] >= 10
     assert 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]
+    assert 0 <= lag["last_10_s"]["p99_ms"] <= lag["last_10_s"]["max_ms"] <= lag["max_ms"]
