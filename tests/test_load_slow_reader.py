@@ -204,3 +204,10 @@ def test_readyz_reports_the_servers_event_loop_lag(server):
     assert lag["samples"] >= 10
     assert 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]
     assert 0 <= lag["last_10_s"]["p99_ms"] <= lag["last_10_s"]["max_ms"] <= lag["max_ms"]
+
+
+def test_the_objects_loaded_at_start_are_out_of_the_collectors_reach(server):
+    daphne, _ = server
+    with urllib.request.urlopen(f"{daphne.http}/readyz", timeout=10) as response:
+        process = json.loads(response.read())["details"]["process"]
+    assert process["gc_frozen_objects"] > 50_000  # Django, the app and its models: ~134,000
