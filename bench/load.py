@@ -65,6 +65,7 @@ class Figures:
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_per_session_mib: float | None = None  # RSS added per open session, 2 s after all opened
     loop_lag_after_start: dict = field(default_factory=dict)  # /readyz, 2 s after all opened
+    start_bursts: list[dict] = field(default_factory=list)  # per burst: start time, loop lag
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -265,6 +266,22 @@ def stored_messages(env: dict[str, str]) -> dict:
     return {**data["counts"], "server_split": split}
 
 
+async def lag_per_worker(port: int, workers: int) -> dict:
+    """`/readyz` event_loop.last_10_s of each worker (asked on new connections until each
+    answered, at most 10 s); keyed by worker number ("1" without workers)."""
+    seen: dict[str, dict] = {}
+    deadline = time.monotonic() + 10
+    while len(seen) < workers and time.monotonic() < deadline:
+        try:
+            _, body = await get(port, "/readyz")
+            details = json.loads(body)["details"]
+            worker = str(details.get("process", {}).get("worker") or 1)
+            seen[worker] = details["event_loop"].get("last_10_s", {})
+        except (OSError, TimeoutError, ValueError, KeyError, IndexError):
+            await asyncio.sleep(0.1)
+    return seen
+
+
 async def drive(
     args: argparse.Namespace, url: str, port: int, pid: int, token: str, model_pid: int
 ) -> Figures:
@@ -272,20 +289,28 @@ async def drive(
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(port, pid, stop, figures))
     await asyncio.sleep(3)  # An idle baseline.
-    stop_at = time.monotonic() + args.ramp + args.duration
+    stop_at = time.monotonic() + args.ramp + args.duration + (args.bursts - 1) * args.burst_gap
     cpu_before = cpu_split(pid, model_pid)
     rss_before = rss_mib(pid)
     sessions = []
-    for _ in range(args.sessions):
-        task = one_session(url, token, stop_at, figures, idle=args.idle)
-        sessions.append(asyncio.create_task(task))
-        await asyncio.sleep(args.ramp / max(1, args.sessions))
-    opened_by = time.monotonic() + 60
-    while figures.handshakes_ok + len(figures.handshakes_failed) < args.sessions:
-        if time.monotonic() > opened_by:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(2)  # Each session's start has finished (session.started came first).
+    for burst in range(args.bursts):
+        if burst:
+            await asyncio.sleep(args.burst_gap)
+        began = time.monotonic()
+        for _ in range(args.sessions):
+            task = one_session(url, token, stop_at, figures, idle=args.idle)
+            sessions.append(asyncio.create_task(task))
+            await asyncio.sleep(args.ramp / max(1, args.sessions))
+        opened_by = time.monotonic() + 60
+        while figures.handshakes_ok + len(figures.handshakes_failed) < len(sessions):
+            if time.monotonic() > opened_by:
+                break
+            await asyncio.sleep(0.02)
+        started_ms = round((time.monotonic() - began) * 1000)
+        await asyncio.sleep(1)  # Each session's start has finished (session.started came first).
+        lag = await lag_per_worker(port, args.workers)
+        figures.start_bursts.append({"all_started_ms": started_ms, "loop_lag_last_10_s": lag})
+    await asyncio.sleep(1)
     if figures.handshakes_ok:
         figures.rss_per_session_mib = round((rss_mib(pid) - rss_before) / figures.handshakes_ok, 2)
     try:  # The loop's lag over the last minute, which holds every session's start.
@@ -319,7 +344,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
         "database": "postgresql" if args.database_url else "sqlite",
         "tts": args.tts,
         "idle": args.idle,
-        "handshakes": f"{figures.handshakes_ok}/{args.sessions}",
+        "handshakes": f"{figures.handshakes_ok}/{args.sessions * args.bursts}",
         "errors": errors,
         "turns_sent": figures.turns_sent,
         "replies_done": figures.replies_done,
@@ -350,6 +375,7 @@ def report(args: argparse.Namespace, figures: Figures, stored: dict[str, int]) -
             "p99_worst_minute": max((lag["p99_ms"] for lag in lags), default=None),
             "max": max((lag["max_ms"] for lag in lags), default=None),
             "last_minute_2_s_after_all_started": figures.loop_lag_after_start,
+            "start_bursts": figures.start_bursts,
         },
         "rss_mib": {
             "start": rss[0] if rss else None,
@@ -390,6 +416,14 @@ def main() -> None:
         help="sessions open and send nothing (memory per idle session; with --ramp 0, the "
         "event loop's lag while they all start at once)",
     )
+    parser.add_argument(
+        "--bursts",
+        type=int,
+        default=1,
+        help="open --sessions this many times, --burst-gap s apart (all kept open); after each, "
+        "the event loop's lag over the last 10 s of every worker",
+    )
+    parser.add_argument("--burst-gap", type=float, default=15.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--server-log", type=Path, help="copy the server's log here")
     args = parser.parse_args()
