@@ -34,6 +34,20 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def fake_model_env(data_dir: Path, model, **extra: str) -> dict[str, str]:
+    """`server_env` with replies from `model` (a tests/fake_openai.py server) and no memory
+    consolidation (it would send requests of its own), with `extra` settings on top."""
+    from tests.fake_openai import API_KEY
+
+    defaults = {
+        "LLM_ENGINE": "openai",
+        "OPENAI_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "MEMORY_CONSOLIDATION": "false",
+    }
+    return server_env(data_dir, **{**defaults, **extra})
+
+
 def sqlite_file_env(data_dir: Path) -> dict[str, str]:
     """The environment of a subprocess on a migrated SQLite file in `data_dir`: the test
     database is in memory, and some checks need the project's real SQLite settings."""

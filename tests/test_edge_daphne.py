@@ -8,8 +8,8 @@ import json
 import pytest
 import websockets
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import prepare_database, server_env, start_daphne
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.servers import fake_model_env, prepare_database, start_daphne
 
 LONG_REPLY = " ".join(f"Sentence number {n} of a long reply." for n in range(40))
 
@@ -18,14 +18,7 @@ LONG_REPLY = " ".join(f"Sentence number {n} of a long reply." for n in range(40)
 def served(tmp_path_factory):
     llm = FakeOpenAI().start()
     llm.default_reply = Reply(LONG_REPLY, token_delay=0.01)
-    env = server_env(
-        tmp_path_factory.mktemp("edge"),
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=llm.base_url,
-        OPENAI_API_KEY=API_KEY,
-        TTS_ENGINES="espeak",
-        MEMORY_CONSOLIDATION="false",
-    )
+    env = fake_model_env(tmp_path_factory.mktemp("edge"), llm, TTS_ENGINES="espeak")
     credentials = prepare_database(env)
     server = start_daphne(env)
     try:

@@ -20,8 +20,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import Daphne, prepare_database, server_env, start_daphne
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.servers import Daphne, fake_model_env, prepare_database, start_daphne
 
 BOUND = 256 * 1024
 GRACE_S = 5
@@ -111,12 +111,9 @@ class RawWebSocket:
 def server(tmp_path_factory):
     llm = FakeOpenAI().start()
     llm.default_reply = Reply(LONG_REPLY)
-    env = server_env(
+    env = fake_model_env(
         tmp_path_factory.mktemp("slow"),
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=llm.base_url,
-        OPENAI_API_KEY=API_KEY,
-        MEMORY_CONSOLIDATION="false",
+        llm,
         TTS_ENGINES="espeak",
         WS_MAX_BUFFERED_BYTES=str(BOUND),
         WS_SLOW_CLIENT_GRACE_SECONDS=str(GRACE_S),

@@ -19,9 +19,9 @@ import uuid
 import pytest
 import websockets
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
+from tests.fake_openai import FakeOpenAI, Reply
 from tests.redis_server import PrivateRedis
-from tests.servers import Daphne, prepare_database, server_env, start_daphne
+from tests.servers import Daphne, fake_model_env, prepare_database, start_daphne
 
 pytestmark = pytest.mark.redis
 
@@ -40,14 +40,11 @@ def fake_llm():
 
 
 def serve(tmp_path, fake_llm, redis_url: str) -> tuple[Daphne, str]:
-    env = server_env(
+    env = fake_model_env(
         tmp_path,
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=fake_llm.base_url,
-        OPENAI_API_KEY=API_KEY,
+        fake_llm,
         REDIS_URL=redis_url,
         REDIS_PREFIX=f"voztest{uuid.uuid4().hex[:10]}",  # Never collide with other runs.
-        MEMORY_CONSOLIDATION="false",
         TTS_ENGINES="espeak",  # The cheapest synthesis: these tests are about the layer.
     )
     token = prepare_database(env)["token"]

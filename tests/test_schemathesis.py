@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import API_KEY, FakeOpenAI
-from tests.servers import prepare_database, server_env, start_daphne
+from tests.fake_openai import FakeOpenAI
+from tests.servers import fake_model_env, prepare_database, start_daphne
 
 CHECKS = ",".join(
     [
@@ -37,15 +37,12 @@ CHECKS = ",".join(
 @pytest.fixture
 def served_api(tmp_path):
     fake = FakeOpenAI().start()
-    env = server_env(
+    env = fake_model_env(
         tmp_path,
+        fake,
         API_RATE_LIMIT="",  # The run sends hundreds of requests a minute.
         TTS_ENGINES="espeak",
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY=API_KEY,
         LLM_RETRIES="0",
-        MEMORY_CONSOLIDATION="false",
         LOG_LEVEL="WARNING",
     )
     credentials = prepare_database(env)

@@ -14,8 +14,8 @@ import pytest
 import websockets
 
 from audio_pipeline.formats import decode_audio
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import ROOT, prepare_database, server_env, start_daphne
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.servers import ROOT, fake_model_env, prepare_database, start_daphne
 from tests.speech_samples import key_words_found
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -33,14 +33,7 @@ def fake_llm():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, fake_llm):
     """One database, two daphne servers sharing a Redis channel layer."""
-    env = server_env(
-        tmp_path_factory.mktemp("voice"),
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=fake_llm.base_url,
-        OPENAI_API_KEY=API_KEY,
-        REDIS_URL=REDIS_URL,
-        MEMORY_CONSOLIDATION="false",
-    )
+    env = fake_model_env(tmp_path_factory.mktemp("voice"), fake_llm, REDIS_URL=REDIS_URL)
     credentials = prepare_database(env)
     first, second = start_daphne(env), start_daphne(env)
     try:

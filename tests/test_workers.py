@@ -16,8 +16,15 @@ from collections import Counter
 import pytest
 import websockets
 
-from tests.fake_openai import API_KEY, FakeOpenAI, Reply
-from tests.servers import ROOT, free_port, prepare_database, server_env, start_daphne
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.servers import (
+    ROOT,
+    fake_model_env,
+    free_port,
+    prepare_database,
+    server_env,
+    start_daphne,
+)
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPLY = "Two engines hum. Both of them answer."
@@ -111,14 +118,8 @@ async def typed_turn(url: str, token: str) -> dict:
 def test_workers_share_the_port_and_one_that_dies_is_started_again(tmp_path):
     model = FakeOpenAI().start()
     model.default_reply = Reply(REPLY)
-    env = server_env(
-        tmp_path,
-        LLM_ENGINE="openai",
-        OPENAI_BASE_URL=model.base_url,
-        OPENAI_API_KEY=API_KEY,
-        REDIS_URL=REDIS_URL,
-        REDIS_PREFIX=f"vozworkers{os.getpid()}",
-        MEMORY_CONSOLIDATION="false",
+    env = fake_model_env(
+        tmp_path, model, REDIS_URL=REDIS_URL, REDIS_PREFIX=f"vozworkers{os.getpid()}"
     )
     token = prepare_database(env)["token"]
     server = start_daphne(env, args=("--workers", "2"))
