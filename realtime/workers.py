@@ -129,7 +129,6 @@ class Supervisor:
     signal."""
 
     def __init__(self, listeners: list[socket.socket], daphne_args: list[str]) -> None:
-        self.count = len(listeners)
         self.listeners = listeners
         self.daphne_args = daphne_args
         self.workers: dict[int, tuple[subprocess.Popen, float]] = {}  # number → (process, start)
@@ -162,7 +161,7 @@ class Supervisor:
         """Runs until a signal (exit status 0) or a crash loop (1)."""
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
-        for number in range(1, self.count + 1):
+        for number in range(1, len(self.listeners) + 1):
             self._start(number)
         while not self.stopping:
             time.sleep(0.2)
@@ -194,7 +193,8 @@ class Supervisor:
 
 
 def serve(count: int, daphne_args: list[str]) -> int:
-    """Bind once and supervise `count` workers (see the module docstring). Raises WorkersError."""
+    """Bind the port and supervise `count` workers on it (see the module docstring). Raises
+    WorkersError."""
     host, port = listen_address(daphne_args)
     check_channel_layer()
     listeners = bind(host, port, count)
