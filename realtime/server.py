@@ -10,7 +10,8 @@ connection `WS_SLOW_CLIENT_GRACE_SECONDS` later if the client has not read them 
 application then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
-system (`MemoryReturn`). Before listening it loads tiktoken's encoding and the configured Vosk models (`WARM_UP`).
+system (`MemoryReturn`). Before listening it loads what the first sessions would (`WARM_UP`,
+`realtime.warm_up`).
 Its access log redacts secrets (`realtime.access_log`). `--workers N` (`WEB_WORKERS`) runs N
 such servers on one port under a supervisor (`realtime.workers`). Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
@@ -39,6 +40,7 @@ from twisted.internet import reactor
 
 from realtime import workers
 from realtime.access_log import RedactingAccessLog
+from realtime.warm_up import warm_up
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
     import fcntl
@@ -52,6 +54,7 @@ logger = logging.getLogger("realtime.server")  # Also when run as __main__.
 
 CLOSE_SLOW_CLIENT = 4429  # voice.protocol.CLOSE_SLOW_CLIENT; docs/protocol.md.
 HANDSHAKE_TIMEOUT_S = 20
+_frozen_objects = 0  # Objects `BoundedServer.run` froze out of the collector's reach.
 
 
 def transport_buffered_bytes(transport: Any) -> int | None:
@@ -146,27 +149,6 @@ class MemoryReturn:
             self.start()
 
 
-def warm_up() -> None:
-    """Load what the first sessions would otherwise load on the event loop or in their start:
-    tiktoken's encoding (~1-2 s, on the loop in the first turn), the configured Vosk models and
-    libespeak-ng."""
-    from django.conf import settings
-
-    if not settings.WARM_UP:
-        return
-    from audio_pipeline.stt import cache
-    from characters.tokens import count_tokens
-
-    started = time.monotonic()
-    count_tokens("warm up")
-    models = cache.warm_up()
-    if settings.TTS_ESPEAK_IN_PROCESS:
-        from audio_pipeline.tts.espeak import library_usable
-
-        library_usable()  # Loads libespeak-ng and its data now rather than in a first turn.
-    logger.info("Warmed up in %.1f s (Vosk models: %s)", time.monotonic() - started, models)
-
-
 def process_details() -> dict:
     """`/readyz` details.process: this process's pid, under `--workers` its number, and how many
     objects loaded at start are out of the garbage collector's reach (`gc.freeze`)."""
@@ -174,7 +156,7 @@ def process_details() -> dict:
     return {
         "pid": os.getpid(),
         "worker": int(worker) if worker else None,
-        "gc_frozen_objects": gc.get_freeze_count(),
+        "gc_frozen_objects": _frozen_objects,
     }
 
 
@@ -204,13 +186,17 @@ class BoundedServer(Server):
         super().protocol_disconnected(protocol)
 
     def run(self) -> None:
-        warm_up()  # Before listening: no session waits for it.
+        global _frozen_objects
+
+        warm_up()  # Before listening: no session and no first burst waits for it.
         # What is loaded by now (Django, the app, the models) lives as long as the process.
         # Frozen out of the collector's reach, a full collection walks only what sessions
         # allocate: 59-65 ms on the loop for the ~134,000 start-up objects before, ~0 after
         # (measured here); those pauses were the 50-98 ms spikes while sessions started.
         gc.collect()
         gc.freeze()
+        # Counted once: gc.get_freeze_count() walks every frozen object (~1 ms with the GIL).
+        _frozen_objects = gc.get_freeze_count()
         super().run()
 
     async def handle_reply(self, protocol: Any, message: dict) -> None:

@@ -34,6 +34,7 @@ Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10); Dj
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -61,7 +62,8 @@ class _DatabaseThread(ThreadPoolExecutor):
 
 
 class SyncThreads:
-    """`size` one-thread executors shared by sockets; threads start at their first call."""
+    """`size` one-thread executors shared by sockets; threads start at their first call or at
+    `start()`."""
 
     def __init__(self, size: int, *, name: str = THREAD_PREFIX) -> None:
         if size < 1:
@@ -75,6 +77,21 @@ class SyncThreads:
     @property
     def size(self) -> int:
         return len(self._executors)
+
+    def start(self) -> None:
+        """Start every thread and open its database connection now (a server's warm-up):
+        started at first use, the threads and connections of a burst of new sockets were
+        created on and beside the event loop, the largest lag of a server's first seconds
+        (`Thread.start` waits on the loop for the new thread to run). A database that cannot
+        be reached is left to each socket's first call (`/readyz` reports it)."""
+        from django.db import connection
+        from django.db.utils import Error
+
+        def connect() -> None:
+            with contextlib.suppress(Error):
+                connection.ensure_connection()
+
+        wait([executor.submit(connect) for executor in self._executors])
 
     def close_connections(self) -> None:
         """Close the database connections the threads keep (tests, before a database is

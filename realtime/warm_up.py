@@ -1,0 +1,118 @@
+"""Load, before a server listens, what its first sessions would otherwise load while it serves.
+
+Whatever a session loads at first use costs the first burst of sessions: on the event loop, or
+on another thread holding the GIL (and Python's import lock) while the loop waits for it. Profiled
+here (py-spy, 50 sessions starting 3 s after the server answered, bench/load.py --idle --ramp 0):
+the reply engine's module (`openai` and its types, ~290 ms of import), the URLconf (~55 ms), the
+voice loop's lazily imported modules, the first query's compiler, and 16 socket threads started
+one by one from the loop (`Thread.start` waits for each) with their database connections.
+Together they were the 24-69 ms loop lag of a server's first burst (later bursts: ≤ 20 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+logger = logging.getLogger(__name__)
+
+# Imported by a session at its first use (voice/engines.py keeps them lazy so that a module a
+# deployment does not use is never loaded; the server loads them once, before it listens).
+SESSION_MODULES = (
+    "voice.preempt",
+    "audio_pipeline.hearing",
+)
+
+
+def warm_up() -> dict[str, float]:
+    """Load everything above (when `settings.WARM_UP`); returns the ms each part took.
+
+    Parts that fail (a model missing, a database not migrated yet) are logged and left to the
+    first session, which reports them as it always did; a warm-up never stops a server."""
+    from django.conf import settings
+
+    if not settings.WARM_UP:
+        return {}
+    took: dict[str, float] = {}
+    for name, part in PARTS:
+        started = time.monotonic()
+        try:
+            detail = part()
+        except Exception as error:  # Whatever fails here fails again, reported, later.
+            logger.warning("Warm-up of %s failed: %s", name, error)
+            detail = None
+        took[name] = round((time.monotonic() - started) * 1000, 1)
+        if detail:
+            logger.info("Warm-up of %s: %s", name, detail)
+    logger.info("Warmed up in %.1f s: %s", sum(took.values()) / 1000, took)
+    return took
+
+
+def _tokens() -> None:
+    from characters.tokens import count_tokens
+
+    count_tokens("warm up")  # tiktoken's encoding: ~1-2 s, on the loop in the first turn.
+
+
+def _speech_models() -> str:
+    from audio_pipeline.stt import cache
+
+    return f"Vosk models {cache.warm_up()}"
+
+
+def _espeak() -> None:
+    from django.conf import settings
+
+    if settings.TTS_ESPEAK_IN_PROCESS:
+        from audio_pipeline.tts.espeak import library_usable
+
+        library_usable()  # libespeak-ng and its data.
+
+
+def _reply_engine() -> None:
+    from conversation.engines import get_engine
+
+    get_engine()  # Imports the engine's client library (its event-loop clients come later).
+
+
+def _modules() -> None:
+    for name in SESSION_MODULES:
+        importlib.import_module(name)
+
+
+def _urls() -> None:
+    from django.urls import Resolver404, get_resolver
+
+    with contextlib.suppress(Resolver404):
+        get_resolver().resolve("/healthz")  # Imports the URLconf and its views.
+
+
+def _database() -> None:
+    from django.db import connections
+
+    from characters.models import CharacterInstance
+    from realtime.sync_threads import socket_threads
+
+    def first_query() -> None:
+        try:
+            CharacterInstance.objects.only("pk").first()  # Imports the ORM's compiler.
+        finally:
+            connections.close_all()  # This thread's; sockets use their own threads.
+
+    socket_threads().start()  # An unreachable database is left to the sockets' first calls.
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        executor.submit(first_query).result()
+
+
+PARTS = (
+    ("tokens", _tokens),
+    ("speech models", _speech_models),
+    ("espeak", _espeak),
+    ("reply engine", _reply_engine),
+    ("session modules", _modules),
+    ("urls", _urls),
+    ("database", _database),
+)
