@@ -327,6 +327,9 @@ MODELS_DIR = Path(env_str("VOZ_MODELS_DIR", str(DATA_DIR / "models")))
 WHISPER_MODEL = env_str("WHISPER_MODEL", "base")
 WHISPER_MODELS = {"en": "tiny.en", **_env_by_language("WHISPER_MODEL_")}
 WHISPER_THREADS = env_int("WHISPER_THREADS", 2)
+# Decodes of one model that run at once (CTranslate2's num_workers): sessions' finals overlap
+# instead of queuing (docs/speech.md has the figures).
+WHISPER_WORKERS = env_int("WHISPER_WORKERS", 2)
 WHISPER_PARTIAL_INTERVAL_MS = env_float("WHISPER_PARTIAL_INTERVAL_MS", 800.0)
 WHISPER_ENDPOINT_MS = env_float("WHISPER_ENDPOINT_MS", 600.0)
 # Process-wide: a partial re-decode runs only while fewer decodes than this run (finals always do).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from audio_pipeline.models_packaged import silero_vad_path
@@ -103,8 +105,25 @@ async def test_async_transcriber_resamples_48k_input():
 
 def test_models_are_loaded_once_and_only_at_16k():
     assert load_model(model_dir("tiny.en")) is load_model(model_dir("tiny.en"))
+    assert load_model(model_dir("tiny.en")).model.num_workers == 2  # WHISPER_WORKERS
     with pytest.raises(ValueError, match="16000"):
         WhisperRecognizer("en", 8000)
+
+
+def test_sessions_finals_decoded_at_once_each_get_their_own_words():
+    """Two decodes run in the shared model at once (WHISPER_WORKERS): each session still gets
+    the words of its own audio."""
+    texts = [ENGLISH, "Tell me a story about the ocean and the stars."]
+    recognizers = [
+        WhisperRecognizer("en", partial_interval_ms=60_000, endpoint_ms=500) for _ in texts
+    ]
+    audio = [silence(0.3) + piper(text) for text in texts]
+    for recognizer, pcm in zip(recognizers, audio, strict=True):
+        feed(recognizer, pcm)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        finals = list(pool.map(lambda r: r.finish(), recognizers))
+    for text, final in zip(texts, finals, strict=True):
+        assert word_error(text, final.text) <= 0.15, (text, final.text)
 
 
 def test_default_chain_per_language(settings, tmp_path, korean_model_path):
