@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from characters.models import Conversation, MemoryRevision, Message
+from tests.fake_openai import FakeOpenAI
+from tests.servers import ROOT, fake_model_env, prepare_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,6 +50,32 @@ def test_chat_command_streams_replies_from_piped_stdin(
     instance.refresh_from_db()
     assert instance.memory == "Ana has a dog called Rex."
     assert MemoryRevision.objects.filter(instance=instance, source="consolidation").count() == 1
+
+
+def test_commands_close_their_model_connections_before_their_event_loop_ends(tmp_path):
+    """Each command runs on an event loop of its own; a model client left open there printed
+    "Unclosed client session" / "Unclosed connector" errors after the command's own output."""
+    model = FakeOpenAI().start()
+    try:
+        model.script("Ahoy!", '{"edits": [{"op": "add", "text": "Ana says hi."}]}')
+        env = fake_model_env(tmp_path, model)
+        prepare_database(env)
+        manage = [sys.executable, "manage.py"]
+        chat = subprocess.run(
+            [*manage, "chat", "nova", "--no-consolidate"],
+            input="Hi, I am Ana.\n",
+            **dict(cwd=ROOT, env=env, capture_output=True, text=True, timeout=120),
+        )
+        consolidate = subprocess.run(
+            [*manage, "consolidate_memory", "nova"],
+            **dict(cwd=ROOT, env=env, capture_output=True, text=True, timeout=120),
+        )
+    finally:
+        model.stop()
+    assert chat.returncode == 0 and "Ahoy!" in chat.stdout, chat.stderr[-2000:]
+    assert consolidate.returncode == 0 and "1 conversation(s) consolidated" in consolidate.stdout
+    assert len(model.chat_requests) == 2  # Each command opened a client.
+    assert "Unclosed" not in chat.stderr + consolidate.stderr
 
 
 def test_chat_command_reports_engine_errors_and_goes_on(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -34,9 +37,12 @@ __all__ = [
     "LlmStream",
     "LlmStreamError",
     "LlmTimeoutError",
+    "close_clients",
     "get_engine",
+    "run",
 ]
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _engines: dict[tuple, LlmEngine] = {}
 
@@ -76,6 +82,20 @@ def get_engine() -> LlmEngine:
             engine = _build(key)
             _engines[key] = engine
         return engine
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coroutine)` for commands: the model clients opened on its event loop are
+    closed before the loop ends (an aiohttp session left open is reported as an "Unclosed
+    client session" error when it is collected, after the command's own output)."""
+
+    async def main() -> T:
+        try:
+            return await coroutine
+        finally:
+            await close_clients()
+
+    return asyncio.run(main())
 
 
 async def close_clients() -> None:

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from characters.models import CharacterInstance
-from conversation import services
+from conversation import engines, services
 from conversation.background import wait_background
 from conversation.engines import get_engine
 from conversation.errors import ConversationEnded, MessageNotStored
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No user {options['user']!r}.") from exc
             if user != instance.owner and not user.is_staff:
                 raise CommandError(f"{user} may not chat with {instance.name}.")
-        asyncio.run(self._chat(instance, user, not options["no_consolidate"]))
+        engines.run(self._chat(instance, user, not options["no_consolidate"]))
 
     async def _chat(self, instance: CharacterInstance, user, consolidate: bool) -> None:
         engine = get_engine()

@@ -7,11 +7,10 @@ ended conversation not yet consolidated. Suitable for cron.
 
 from __future__ import annotations
 
-import asyncio
-
 from django.core.management.base import BaseCommand, CommandError
 
 from characters.models import CharacterInstance
+from conversation import engines
 from conversation.memory import consolidate_idle, memory_consolidate
 
 
@@ -32,7 +31,7 @@ class Command(BaseCommand):
                 instance = CharacterInstance.objects.named(options["instance"]).get()
             except CharacterInstance.DoesNotExist as exc:
                 raise CommandError(f"No instance named {options['instance']!r}.") from exc
-            result = asyncio.run(memory_consolidate(instance_id=instance.pk, include_open=True))
+            result = engines.run(memory_consolidate(instance_id=instance.pk, include_open=True))
             self.stdout.write(
                 f"{instance.name}: {result.conversations} conversation(s) consolidated; "
                 f"memory is {len(result.memory)} characters."
@@ -46,5 +45,5 @@ class Command(BaseCommand):
             return
         if not options["idle"]:
             self.stdout.write("Consolidating ended conversations (add --idle to end idle ones).")
-        count = asyncio.run(consolidate_idle(end_idle=options["idle"]))
+        count = engines.run(consolidate_idle(end_idle=options["idle"]))
         self.stdout.write(f"{count} instance(s) consolidated.")
