@@ -96,7 +96,13 @@ class SphinxRecognizer:
         return Transcript(text, True, tuple(w for t in finals for w in t.words))
 
     def _feed(self, speech: bytes | None, out: list[Transcript], force_end: bool = False) -> None:
-        if speech is None:
+        if not speech:
+            # None, or b"" from end_stream when the endpointer holds no speech: process_raw
+            # of an empty buffer raises IndexError in pocketsphinx 5.
+            if force_end and self._in_utt:
+                final = self._end_utt()
+                if final.text:
+                    out.append(final)
             return
         if not self._in_utt:
             self._decoder.start_utt()
