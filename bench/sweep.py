@@ -2,7 +2,7 @@
 
 Voice sweep, for each recogniser that can serve English here: N sessions speak the English set at
 real-time pace, starts spread over STAGGER_S; per N: first-audio p95, final-transcript p95, audio
-the server dropped (`stt_failed` "behind" errors), frames the client sent late, server CPU
+the server dropped or failed to recognise (`stt_failed` errors), frames the client sent late, server CPU
 seconds per session-second and RSS per session. N stays real-time when every turn is answered,
 nothing is dropped and the final transcript's p95 is within REALTIME_SLACK_MS of one session's
 median. The recogniser's own real-time factor with N decoders at once is measured alone too.
@@ -98,7 +98,9 @@ def voice_sweep(
     engines: list[str] | None = None,
 ) -> dict:
     """Per engine (default: every one that serves English here) and N: the figures above; with
-    `floor` (bench.floor), the overhead ratio."""
+    `floor` (bench.floor), the overhead ratio. One session is always measured first: it is the
+    reference of "real-time"."""
+    counts = sorted({1, *counts})
     setup_django(stack._env())
     english = [t for t in turns if t.language == "en"]
     available = english_engines()
