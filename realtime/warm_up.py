@@ -3,10 +3,11 @@
 Whatever a session loads at first use costs the first burst of sessions: on the event loop, or
 on another thread holding the GIL (and Python's import lock) while the loop waits for it. Profiled
 here (py-spy, 50 sessions starting 3 s after the server answered, bench/load.py --idle --ramp 0):
-the reply engine's module (`openai` and its types, ~290 ms of import), the URLconf (~55 ms), the
-voice loop's lazily imported modules, the first query's compiler, and 16 socket threads started
-one by one from the loop (`Thread.start` waits for each) with their database connections.
-Together they were the 24-69 ms loop lag of a server's first burst (later bursts: ≤ 20 ms).
+the reply engine's module (`openai` and its types: 600-700 ms of import, on the event loop in the
+first turn), the URLconf (~100 ms), the voice loop's lazily imported modules, the first query's
+compiler, and 16 socket threads started one by one from the loop (`Thread.start` waits for
+each) with their database connections. A first voice session also loaded its recogniser's
+model, the VAD and end-of-turn models and the Piper voice (~0.6 s for English).
 """
 
 from __future__ import annotations
@@ -72,6 +73,35 @@ def _espeak() -> None:
         library_usable()  # libespeak-ng and its data.
 
 
+def _voice_models() -> str:
+    """The models a voice session in the default language (LANGUAGE_CODE) opens: its
+    recogniser's, the VAD and end-of-turn models, and the Piper voice (~0.6 s for English
+    here, paid by the first voice session otherwise). Other languages load at first use."""
+    from django.conf import settings
+
+    from audio_pipeline.stt import selection
+    from audio_pipeline.tts import chain
+    from voice import engines
+
+    language = settings.LANGUAGE_CODE
+    loaded = []
+    if selection.effective_engine(language)[0] is not None:
+        recognizer = selection.create_recognizer(language)  # Loads the shared model.
+        loaded.append(f"{recognizer.engine} ({language})")
+        del recognizer  # A PocketSphinx decoder goes back to the idle ones.
+    if engines.voice_activity_enabled():
+        from audio_pipeline.hearing import open_hearing
+
+        open_hearing(16000).close()
+        loaded.append("VAD and end of turn")
+    if "piper" in chain.chain_for(language):
+        from audio_pipeline.tts.piper_engine import load_voice
+
+        load_voice()
+        loaded.append("Piper voice")
+    return ", ".join(loaded)
+
+
 def _reply_engine() -> None:
     from conversation.engines import get_engine
 
@@ -111,6 +141,7 @@ PARTS = (
     ("tokens", _tokens),
     ("speech models", _speech_models),
     ("espeak", _espeak),
+    ("voice models", _voice_models),
     ("reply engine", _reply_engine),
     ("session modules", _modules),
     ("urls", _urls),

@@ -119,5 +119,10 @@ def test_readyz_details_show_the_speech_model_cache():
     from realtime import readiness
 
     details = readiness.collect()["speech_models"]
-    assert set(details) == {"vosk_models", "piper_voice_loaded", "sphinx_decoders"}
+    assert set(details) == {
+        "vosk_models",
+        "whisper_models",
+        "piper_voice_loaded",
+        "sphinx_decoders",
+    }
     assert set(details["sphinx_decoders"]) == {"built", "reused", "idle"}

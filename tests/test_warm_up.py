@@ -24,7 +24,9 @@ def connected():
     from django.db import connection
     return connection.connection is not None
 threads = socket_threads()
+from audio_pipeline.stt import cache
 print(json.dumps({
+    "models": cache.stats(),
     "before": before,
     "after": [name for name in lazy if name in sys.modules],
     "parts": sorted(took),
@@ -60,8 +62,19 @@ def test_the_first_sessions_find_their_modules_threads_and_connections_ready(tmp
     assert seen["before"] == []  # Each of them is loaded lazily otherwise.
     assert len(seen["after"]) == 4, seen
     assert seen["parts"] == sorted(
-        ["tokens", "speech models", "espeak", "reply engine", "session modules", "urls", "database"]
+        [
+            "tokens",
+            "speech models",
+            "espeak",
+            "voice models",
+            "reply engine",
+            "session modules",
+            "urls",
+            "database",
+        ]
     )
+    # English voice sessions (LANGUAGE_CODE) find Whisper tiny.en and the Piper voice loaded.
+    assert seen["models"]["whisper_models"] == 1 and seen["models"]["piper_voice_loaded"]
     assert seen["size"] == 3 and seen["socket_threads"] == 3
     assert seen["connected"] == [True, True, True]  # Each socket thread holds its connection.
     assert "failed" not in log
@@ -86,4 +99,5 @@ def test_a_server_can_turn_it_off(tmp_path):
     env = {**sqlite_file_env(tmp_path), "WARM_UP": "false", "LLM_ENGINE": "openai"}
     seen, _ = probe(env)
     assert seen["parts"] == [] and seen["socket_threads"] == 0
+    assert seen["models"]["whisper_models"] == 0
     assert "conversation.engines.openai_engine" not in seen["after"]

@@ -84,7 +84,7 @@ def clear() -> None:
 
 
 def stats() -> dict:
-    from audio_pipeline.stt import vosk_engine
+    from audio_pipeline.stt import vosk_engine, whisper_engine
     from audio_pipeline.tts import piper_engine
 
     with _lock:
@@ -92,6 +92,7 @@ def stats() -> dict:
         built, reused = _built, _reused
     return {
         "vosk_models": len(vosk_engine._models),
+        "whisper_models": len(whisper_engine._models),
         "piper_voice_loaded": piper_engine._voice is not None,
         "sphinx_decoders": {"built": built, "reused": reused, "idle": idle},
     }
