@@ -34,7 +34,6 @@ Source: asgiref.sync.ThreadSensitiveContext(executor=...) (asgiref ≥ 3.10); Dj
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -78,20 +77,24 @@ class SyncThreads:
     def size(self) -> int:
         return len(self._executors)
 
-    def start(self) -> None:
+    def start(self) -> list[Exception]:
         """Start every thread and open its database connection now (a server's warm-up):
         started at first use, the threads and connections of a burst of new sockets were
         created on and beside the event loop, the largest lag of a server's first seconds
-        (`Thread.start` waits on the loop for the new thread to run). A database that cannot
-        be reached is left to each socket's first call (`/readyz` reports it)."""
+        (`Thread.start` waits on the loop for the new thread to run). Returns the errors of
+        the threads that could not connect; each socket's first call tries again."""
         from django.db import connection
         from django.db.utils import Error
 
-        def connect() -> None:
-            with contextlib.suppress(Error):
+        def connect() -> Exception | None:
+            try:
                 connection.ensure_connection()
+            except Error as error:
+                return error
+            return None
 
-        wait([executor.submit(connect) for executor in self._executors])
+        futures = [executor.submit(connect) for executor in self._executors]
+        return [error for future in futures if (error := future.result()) is not None]
 
     def close_connections(self) -> None:
         """Close the database connections the threads keep (tests, before a database is

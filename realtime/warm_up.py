@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +108,11 @@ def _reply_engine() -> None:
 
 
 def _modules() -> None:
+    from django.db import connection
+
     for name in SESSION_MODULES:
         importlib.import_module(name)
+    importlib.import_module(connection.ops.compiler_module)  # Else at the first query.
 
 
 def _urls() -> None:
@@ -121,20 +123,11 @@ def _urls() -> None:
 
 
 def _database() -> None:
-    from django.db import connections
-
-    from characters.models import CharacterInstance
     from realtime.sync_threads import socket_threads
 
-    def first_query() -> None:
-        try:
-            CharacterInstance.objects.only("pk").first()  # Imports the ORM's compiler.
-        finally:
-            connections.close_all()  # This thread's; sockets use their own threads.
-
-    socket_threads().start()  # An unreachable database is left to the sockets' first calls.
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        executor.submit(first_query).result()
+    errors = socket_threads().start()  # The threads start even when the database is down.
+    if errors:
+        raise errors[0]
 
 
 PARTS = (
