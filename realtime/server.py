@@ -4,16 +4,17 @@ daphne's own arguments (`-b`, `-p`, …, `realtime.asgi:application`).
 An ASGI `websocket.send` never waits: daphne hands the frame to Twisted's transport, which keeps
 in memory whatever the peer's TCP window does not take. A client that stops reading therefore
 made reply audio pile up in the server without limit. After each send this server counts what
-the socket holds unsent (Twisted's write buffer and the kernel's send queue); past `WS_MAX_BUFFERED_BYTES` it stops writing that socket's frames,
-queues the protocol's `slow_client` error and a 4429 close (docs/protocol.md), and drops the TCP
-connection `WS_SLOW_CLIENT_GRACE_SECONDS` later if the client has not read them by then. The
-application then sees an ordinary disconnect.
+the socket holds unsent (Twisted's write buffer and the kernel's send queue); past
+`WS_MAX_BUFFERED_BYTES` it stops writing that socket's frames, queues the protocol's
+`slow_client` error and a 4429 close (docs/protocol.md), and drops the TCP connection
+`WS_SLOW_CLIENT_GRACE_SECONDS` later if the client has not read them by then. The application
+then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
 system (`MemoryReturn`). Before listening it loads what the first sessions would (`WARM_UP`,
-`realtime.warm_up`).
-Its access log redacts secrets (`realtime.access_log`). `--workers N` (`WEB_WORKERS`) runs N
-such servers on one port under a supervisor (`realtime.workers`). Other defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
+`realtime.warm_up`). Its access log redacts secrets (`realtime.access_log`). `--workers N`
+(`WEB_WORKERS`) runs N such servers on one port under a supervisor (`realtime.workers`). Other
+defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
 """
 

@@ -60,16 +60,20 @@ def test_commands_close_their_model_connections_before_their_event_loop_ends(tmp
         model.script("Ahoy!", '{"edits": [{"op": "add", "text": "Ana says hi."}]}')
         env = fake_model_env(tmp_path, model)
         prepare_database(env)
-        manage = [sys.executable, "manage.py"]
-        chat = subprocess.run(
-            [*manage, "chat", "nova", "--no-consolidate"],
-            input="Hi, I am Ana.\n",
-            **dict(cwd=ROOT, env=env, capture_output=True, text=True, timeout=120),
-        )
-        consolidate = subprocess.run(
-            [*manage, "consolidate_memory", "nova"],
-            **dict(cwd=ROOT, env=env, capture_output=True, text=True, timeout=120),
-        )
+
+        def manage(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "manage.py", *args],
+                input=stdin,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        chat = manage("chat", "nova", "--no-consolidate", stdin="Hi, I am Ana.\n")
+        consolidate = manage("consolidate_memory", "nova")
     finally:
         model.stop()
     assert chat.returncode == 0 and "Ahoy!" in chat.stdout, chat.stderr[-2000:]
