@@ -18,8 +18,8 @@ from characters.models import LANGUAGE_VALIDATOR
 from characters.schemas import LANGUAGE_PATTERN
 from realtime.errors import ApiError, ErrorOut
 
-from .formats import INPUT_FORMATS_HELP, AudioFormatError
-from .services import AudioTooLong, transcribe_file, tts_body
+from .formats import INPUT_FORMATS_HELP, AudioFormatError, AudioTooLong
+from .services import transcribe_file, tts_body
 from .stt import SttUnavailable
 from .tts import (
     ENGINES,

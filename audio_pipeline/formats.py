@@ -2,7 +2,8 @@
 
 Decoding sniffs the container (WAV, FLAC, WebM/Opus, OGG/Opus or Vorbis, MP3) or takes raw
 PCM16LE at a stated rate, downmixes to mono and resamples with soxr (a real band-limited
-resampler; samples are never dropped). Encoding writes WAV, raw PCM16, MP3 and OGG/Opus.
+resampler; samples are never dropped) block by block, so a duration limit is enforced from the
+header and while decoding, never after decoding a whole file (docs/reliability.md). Encoding writes WAV, raw PCM16, MP3 and OGG/Opus.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ INPUT_FORMATS_HELP = (
 RAW_TYPES = {"audio/l16", "audio/pcm", "audio/x-raw", "audio/raw", "audio/x-pcm"}
 MIN_RATE, MAX_RATE = 8000, 48000
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+# Containers may carry any rate; outside these it is corrupt or meant to cost us.
+MIN_DECODED_RATE, MAX_DECODED_RATE = 1000, 384000
+MAX_BLOCK_BYTES = 1 << 20  # float32 samples (all channels) read from libsndfile at a time
+UNKNOWN_FRAMES = 1 << 62  # libsndfile's frame count when the header does not say
 
 
 class AudioFormatError(ValueError):
     """The audio is not in a supported format, or is corrupt."""
+
+
+class AudioTooLong(ValueError):
+    """The audio lasts longer than the caller's limit: its header says so, or decoding reached it."""
 
 
 @dataclass(frozen=True)
@@ -77,76 +86,157 @@ def sniff(data: bytes) -> str | None:
 
 
 def raw_rate_from_content_type(content_type: str) -> int | None:
-    """`audio/L16;rate=22050` → 22050; None when it is not a raw PCM type."""
+    """`audio/L16;rate=22050` → 22050; None when it is not a raw PCM type.
+
+    Raises AudioFormatError for a rate that is no number of a few digits (a 5,000-digit one
+    would pass Python's int() digit limit and raise ValueError).
+    """
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime not in RAW_TYPES:
         return None
-    match = re.search(r"rate=(\d+)", content_type, re.IGNORECASE)
-    return int(match.group(1)) if match else 16000
+    match = re.search(r"rate=(\d*)", content_type, re.IGNORECASE)
+    if match is None:
+        return 16000
+    if not 0 < len(match.group(1)) <= len(str(MAX_RATE)):
+        raise AudioFormatError(
+            f"Raw PCM16 rate {match.group(1)[:10] or '(none)'}"
+            f"{'…' if len(match.group(1)) > 10 else ''} is outside {MIN_RATE}-{MAX_RATE} Hz."
+        )
+    return int(match.group(1))
 
 
 def decode_audio(
-    data: bytes, *, content_type: str = "", sample_rate: int | None = None, target_rate: int
+    data: bytes,
+    *,
+    content_type: str = "",
+    sample_rate: int | None = None,
+    target_rate: int,
+    max_seconds: float | None = None,
 ) -> DecodedAudio:
     """Decode any supported input into mono PCM16 at `target_rate`.
 
     Raw PCM16LE is recognised by its Content-Type (`audio/L16;rate=N`) or by `sample_rate`.
+    With `max_seconds`, audio longer than that raises AudioTooLong: refused from the header
+    when it states the duration, and in any case decoding stops at the limit, so memory stays
+    bounded by the limit (PCM16 at `target_rate`) plus one block, whatever the file claims.
+    Raises AudioFormatError for unsupported or corrupt data.
     """
     if not data:
         raise AudioFormatError(f"The audio is empty; expected {INPUT_FORMATS_HELP}.")
     raw_rate = raw_rate_from_content_type(content_type) if content_type else None
     # A declared raw type wins over sniffing: PCM samples can look like an MP3 frame header.
     container = None if raw_rate else sniff(data)
+    collector = _Collector(target_rate, max_seconds)
     if container is None and (raw_rate or sample_rate):
         rate = sample_rate or raw_rate or 16000
         if not MIN_RATE <= rate <= MAX_RATE:
             raise AudioFormatError(f"Raw PCM16 rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE}.")
         if len(data) % 2:
             raise AudioFormatError("Raw PCM16 must have an even number of bytes.")
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        return DecodedAudio(_to_pcm16(resample(samples, rate, target_rate)), target_rate, "pcm16")
+        collector.expect(len(data) / 2 / rate)
+        collector.add(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, rate)
+        return collector.result("pcm16")
     if container is None:
         raise AudioFormatError(f"Unsupported or corrupt audio; expected {INPUT_FORMATS_HELP}.")
-    samples, rate = (
-        _decode_soundfile(data) if container in ("wav", "flac") else _decode_av(data, container)
-    )
-    return DecodedAudio(_to_pcm16(resample(samples, rate, target_rate)), target_rate, container)
+    if container == "wav":
+        _decode_soundfile(data, collector)
+    else:
+        _decode_av(data, container, collector)
+    return collector.result(container)
 
 
-def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int]:
+class _Collector:
+    """Mono float32 blocks at their source rate in; PCM16 at `target_rate` out, resampled as
+    they come (soxr's stream), so nothing but the result grows. Past `max_seconds` of input it
+    raises AudioTooLong."""
+
+    def __init__(self, target_rate: int, max_seconds: float | None) -> None:
+        self.target_rate = target_rate
+        self.max_seconds = max_seconds
+        self.seconds = 0.0  # decoded so far, in source time
+        self._pcm = bytearray()
+        self._rate = 0
+        self._stream: soxr.ResampleStream | None = None
+
+    def expect(self, seconds: float | None) -> None:
+        """Refuse up front when the container's header states a duration over the limit."""
+        if seconds is not None and self.max_seconds is not None and seconds > self.max_seconds:
+            raise AudioTooLong(
+                f"The audio lasts {seconds:.1f} s (from its header); "
+                f"the limit is {self.max_seconds:g} s."
+            )
+
+    def add(self, samples: np.ndarray, rate: int) -> None:
+        if rate != self._rate:
+            if not MIN_DECODED_RATE <= rate <= MAX_DECODED_RATE:
+                raise AudioFormatError(
+                    f"The audio's rate {rate} Hz is outside {MIN_DECODED_RATE}-{MAX_DECODED_RATE}."
+                )
+            self._flush()
+            self._rate = rate
+            self._stream = (
+                soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32", quality="HQ")
+                if rate != self.target_rate
+                else None
+            )
+        self.seconds += samples.size / rate
+        if self.max_seconds is not None and self.seconds > self.max_seconds:
+            raise AudioTooLong(
+                f"The audio lasts more than {self.max_seconds:g} s (decoding stopped there); "
+                f"the limit is {self.max_seconds:g} s."
+            )
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self._pcm += _to_pcm16(self._stream.resample_chunk(samples) if self._stream else samples)
+
+    def _flush(self) -> None:
+        if self._stream is not None:
+            tail = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            self._pcm += _to_pcm16(tail)
+            self._stream = None
+
+    def result(self, source_format: str) -> DecodedAudio:
+        self._flush()
+        if not self._rate:
+            raise AudioFormatError(f"No audio decoded from the {source_format} data.")
+        return DecodedAudio(bytes(self._pcm), self.target_rate, source_format)
+
+
+def _decode_soundfile(data: bytes, collector: _Collector) -> None:
+    """WAV through libsndfile, block by block (FLAC goes to FFmpeg: libsndfile cannot read a
+    FLAC stream whose header leaves the length unknown, as a streaming encoder writes it)."""
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            if 0 < sound.frames < UNKNOWN_FRAMES:
+                collector.expect(sound.frames / sound.samplerate)
+            block = max(1, MAX_BLOCK_BYTES // (4 * sound.channels))
+            while len(samples := sound.read(block, dtype="float32", always_2d=True)):
+                collector.add(samples.mean(axis=1), int(sound.samplerate))
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise AudioFormatError(f"Corrupt audio ({exc}); expected {INPUT_FORMATS_HELP}.") from exc
-    return samples.mean(axis=1), int(rate)
 
 
-def _decode_av(data: bytes, container: str) -> tuple[np.ndarray, int]:
-    parts: list[np.ndarray] = []
-    rate = 0
+def _decode_av(data: bytes, container: str, collector: _Collector) -> None:
     try:
         with av.open(io.BytesIO(data), mode="r") as handle:
             if not handle.streams.audio:
                 raise AudioFormatError(f"No audio stream in the {container} data.")
+            if handle.duration and handle.duration > 0:
+                collector.expect(handle.duration / av.time_base)
             for frame in handle.decode(audio=0):
-                rate = frame.sample_rate
                 array = frame.to_ndarray().astype(np.float32)
                 if frame.format.name.startswith(("s16",)):
                     array /= 32768.0
                 elif frame.format.name.startswith("s32"):
                     array /= 2147483648.0
                 if frame.format.is_planar:
-                    parts.append(array.mean(axis=0))
+                    mono = array.mean(axis=0)
                 else:
-                    channels = len(frame.layout.channels)
-                    parts.append(array.reshape(-1, channels).mean(axis=1))
+                    mono = array.reshape(-1, len(frame.layout.channels)).mean(axis=1)
+                collector.add(mono, frame.sample_rate)
     except av.error.FFmpegError as exc:
         raise AudioFormatError(
             f"Corrupt {container} audio ({exc}); expected {INPUT_FORMATS_HELP}."
         ) from exc
-    if not parts or not rate:
-        raise AudioFormatError(f"No audio decoded from the {container} data.")
-    return np.concatenate(parts), rate
 
 
 def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:

@@ -21,10 +21,6 @@ from .tts import TtsStream
 STT_CHUNK_SECONDS = 0.5
 
 
-class AudioTooLong(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class FileTranscript:
     text: str
@@ -34,12 +30,16 @@ class FileTranscript:
 
 
 def transcribe_file(data: bytes, *, content_type: str, language: str) -> FileTranscript:
-    """Decode and recognise a whole upload (blocking: run it in a thread)."""
-    audio = decode_audio(data, content_type=content_type, target_rate=settings.STT_SAMPLE_RATE)
-    if audio.duration_s > settings.STT_MAX_SECONDS:
-        raise AudioTooLong(
-            f"The audio lasts {audio.duration_s:.1f} s; the limit is {settings.STT_MAX_SECONDS:g} s."
-        )
+    """Decode and recognise a whole upload (blocking: run it in a thread).
+
+    Raises AudioFormatError, or AudioTooLong past STT_MAX_SECONDS (decoding stops there).
+    """
+    audio = decode_audio(
+        data,
+        content_type=content_type,
+        target_rate=settings.STT_SAMPLE_RATE,
+        max_seconds=settings.STT_MAX_SECONDS,
+    )
     return recognise(audio, language)
 
 

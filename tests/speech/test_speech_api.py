@@ -173,6 +173,24 @@ async def test_audio_too_long(client, settings, english_wav):
     assert body["code"] == "audio_too_long" and "limit is 1 s" in body["detail"]
 
 
+async def test_a_long_flac_of_silence_is_413_before_it_is_decoded(client):
+    from .test_decode_bounds import silent_flac
+
+    for header in (True, False):  # 30 min of silence in 335 KB (issue 21 item 2)
+        body = silent_flac(1800, header=header)
+        response = await client.post("/api/stt", body, content_type="audio/flac")
+        assert response.status_code == 413, response.content
+        answer = response.json()
+        assert answer["code"] == "audio_too_long" and "the limit is 120 s" in answer["detail"]
+
+
+async def test_a_rate_of_thousands_of_digits_is_415_naming_the_range(client):
+    for content_type in (f"audio/L16;rate={'9' * 5000}", f"audio/pcm;rate={'1' * 5000}"):
+        response = await client.post("/api/stt", bytes(3200), content_type=content_type)
+        assert response.status_code == 415, response.content
+        assert "outside 8000-48000 Hz" in response.json()["detail"]
+
+
 async def test_corrupt_or_unknown_audio_is_415_naming_the_formats(client):
     for data, content_type in [
         (b"hello world" * 10, "audio/wav"),
