@@ -12,6 +12,7 @@ from django.db import models
 from realtime.text_safety import validate_safe_text
 
 from .names import name_key, normalize_name
+from .reply_limits import reply_tokens_problem
 from .tokens import count_to_store
 
 LANGUAGE_VALIDATOR = RegexValidator(
@@ -102,6 +103,9 @@ class Character(TimestampedModel):
 
     def clean(self) -> None:
         self.name_key = name_key(self.name)
+        limited = isinstance(self.max_tokens, int) and self.max_tokens > 0
+        if limited and (problem := reply_tokens_problem(self.max_tokens, self.model_name or "")):
+            raise ValidationError({"max_tokens": problem})
 
 
 class InstanceQuerySet(models.QuerySet):

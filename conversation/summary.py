@@ -26,6 +26,7 @@ from characters.prompt import (
     summary_messages,
     turn_tokens,
 )
+from characters.reply_limits import max_reply_tokens
 from characters.tokens import TokenCounter
 
 from .background import keyed_lock
@@ -81,10 +82,11 @@ def reply_plan_for(
     the message's count if it was stored with one (then it is not counted again here)."""
     character = instance.character
     model = (character.model_name if engine.name == "openai" else "") or engine.default_model()
-    max_tokens = character.max_tokens or settings.LLM_MAX_TOKENS
     context = context_window(
         model, settings.LLM_CONTEXT_TOKENS or engine.context_tokens(model) or 0
     )
+    # Saved limits are checked (characters.reply_limits); this covers a later, smaller model.
+    max_tokens = min(character.max_tokens or settings.LLM_MAX_TOKENS, max_reply_tokens(context))
     counter = token_counter(engine)
     prompt = build_prompt(
         description=character.description,

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.conf import settings
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -94,6 +101,31 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("API: unexpected error on %s %s", request.method, request.path)
     return error_response(
         request, 500, "internal_error", "The server failed on this request; it was logged."
+    )
+
+
+@api.exception_handler(TooManyFieldsSent)
+@api.exception_handler(TooManyFilesSent)
+def on_too_many_parts(
+    request: HttpRequest, exc: TooManyFieldsSent | TooManyFilesSent
+) -> HttpResponse:
+    """Django refuses a form past DATA_UPLOAD_MAX_NUMBER_FIELDS / _FILES when it is read."""
+    if isinstance(exc, TooManyFilesSent):
+        limit, what = settings.DATA_UPLOAD_MAX_NUMBER_FILES, "files"
+    else:
+        limit, what = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS, "form fields"
+    return error_response(
+        request, 400, "too_many_parts", f"The request has more than {limit} {what}."
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error_response(
+        request,
+        413,
+        "too_large",
+        f"The body is over HTTP_MAX_BODY_BYTES ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
     )
 
 

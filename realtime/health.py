@@ -9,15 +9,18 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_safe
 
 from realtime import readiness
 
 
+@require_safe
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving."""
     return JsonResponse({"status": "ok"})
 
 
+@require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
     """Database and channel layer reachable (plus any engine details registered by other apps)."""
     checks = {

@@ -29,7 +29,11 @@ def liveness(app: Asgi) -> Asgi:
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             return await _answer(
-                send, 405, b'{"detail": "Method not allowed."}', method, allow=True
+                send,
+                405,
+                b'{"detail": "Use GET or HEAD.", "code": "method_not_allowed"}',
+                method,
+                allow=True,
             )
         return await _answer(send, 200, BODY, method)
 

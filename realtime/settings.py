@@ -94,6 +94,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "realtime.http_methods.HttpMethodsMiddleware",  # HEAD as GET; JSON 405 with Allow
+    "realtime.http_numbers.JsonNumbersMiddleware",  # 400 for a number Python cannot read
     "realtime.http_edge.TextSafetyMiddleware",
     # ServeStatic (WhiteNoise's async fork): WhiteNoise is sync-only, which made every request,
     # /healthz and the async API included, cross into a thread of its own and back.
@@ -285,7 +287,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Secrets (`?token=`, `voz_…`) are redacted from every record (realtime/access_log.py).
+    "filters": {"redact": {"()": "realtime.access_log.RedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # daphne logs request paths; query strings may carry `?token=`, so keep access logs quiet.
