@@ -9,17 +9,20 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from realtime import readiness
 
 
+@csrf_exempt  # They take no input: any other method gets 405, not a CSRF 403.
 @require_safe
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving."""
     return JsonResponse({"status": "ok"})
 
 
+@csrf_exempt
 @require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
     """Database and channel layer reachable (plus any engine details registered by other apps)."""

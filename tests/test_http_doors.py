@@ -168,3 +168,13 @@ def test_max_tokens_at_or_over_the_models_context_is_refused_naming_the_limit(
     response = admin_client_.post(change, form)
     assert response.status_code == 302, response.content[:3000]
     assert Character.objects.get(pk=character.pk).max_tokens == 5000
+
+
+def test_query_secrets_are_redacted_by_their_decoded_name():
+    from realtime.access_log import redact
+
+    line = "GET /x?%74oken=a&TOKEN=b&access-token=c&%2574oken=d&X-Api-Key=e&q=voz%5Fabc&monkey=1"
+    assert redact(line) == (
+        "GET /x?%74oken=[redacted]&TOKEN=[redacted]&access-token=[redacted]"
+        "&%2574oken=[redacted]&X-Api-Key=[redacted]&q=[redacted]&monkey=1"
+    )

@@ -1,0 +1,102 @@
+"""HTTP methods and log redaction over a real daphne (issue 21 item 11): the transport matters,
+daphne writes the access log and drops a HEAD answer's body itself."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+
+import pytest
+import websockets
+
+from tests.servers import prepare_database, server_env, start_daphne
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    env = server_env(tmp_path_factory.mktemp("http-doors"))
+    credentials = prepare_database(env)
+    server = start_daphne(env)
+    try:
+        yield server, credentials["token"]
+    finally:
+        server.stop()
+
+
+def ask(server, method: str, path: str, token: str | None = None):
+    """(status, headers, body) of one request on its own connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        connection.request(method, path, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+    finally:
+        connection.close()
+
+
+def test_head_is_answered_on_get_routes_and_405_is_json_with_allow(served):
+    server, token = served
+    for path, status in (
+        ("/api/voices", 200),
+        ("/api/characters", 200),
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/", 302),  # the page sends a visitor to sign in, as GET does
+        ("/accounts/login/", 200),
+    ):
+        got_status, got_headers, got_body = ask(server, "GET", path, token)
+        head_status, head_headers, head_body = ask(server, "HEAD", path, token)
+        assert head_status == got_status == status, path
+        assert head_body == b"", path
+        assert head_headers["content-type"] == got_headers["content-type"], path
+        if status == 200:
+            assert int(head_headers["content-length"]) == len(got_body), path
+    for method, path, allow in (
+        ("POST", "/api/voices", "GET, HEAD"),
+        ("POST", "/readyz", "GET, HEAD"),
+        ("PUT", "/healthz", "GET, HEAD"),
+        ("DELETE", "/api/characters", "GET, HEAD, POST"),
+    ):
+        status, headers, body = ask(server, method, path, token)
+        assert status == 405, path
+        assert headers["content-type"] == "application/json", path
+        assert set(headers["allow"].split(", ")) == set(allow.split(", ")), path
+        assert json.loads(body)["code"] == "method_not_allowed", path
+
+
+async def _authenticated(server, query: str) -> bool:
+    """Whether the voice socket accepts the credentials in `query` (4401 closes it)."""
+    async with websockets.connect(f"{server.ws}/ws/voice/?{query}") as ws:
+        try:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        except TimeoutError:
+            return True  # open, waiting for session.start
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code != 4401
+        return message.get("code") != "unauthorized"
+
+
+async def test_every_spelling_of_a_token_in_a_query_is_redacted_from_the_logs(served):
+    server, token = served
+    encoded = token.replace("_", "%5F", 1)
+    # The auth layer decodes the name: `%74oken` is `token` to it, so it is a real credential.
+    assert await _authenticated(server, f"%74oken={token}")
+    assert not await _authenticated(server, "%74oken=voz_wrong")
+    for query in (
+        f"%74oken={token}&limit=5",
+        f"TOKEN={token}",
+        f"access_token={token}",
+        f"%2574oken={token}",
+        f"x={encoded}",
+    ):
+        assert ask(server, "GET", f"/api/characters?{query}", token)[0] == 200
+    assert ask(server, "GET", f"/nothing/{token}?a=1", token)[0] == 404  # our own log's line
+    await asyncio.sleep(0.5)  # daphne writes the access line after the answer
+    log = server.output()
+    assert token not in log and encoded not in log, log
+    assert '"GET /api/characters?%74oken=[redacted]&limit=5" 200' in log, log
+    assert '"GET /api/characters?TOKEN=[redacted]" 200' in log
+    assert '"GET /api/characters?access_token=[redacted]" 200' in log
+    assert "Not Found: /nothing/[redacted]" in log, log
