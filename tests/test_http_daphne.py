@@ -100,3 +100,22 @@ async def test_every_spelling_of_a_token_in_a_query_is_redacted_from_the_logs(se
     assert '"GET /api/characters?TOKEN=[redacted]" 200' in log
     assert '"GET /api/characters?access_token=[redacted]" 200' in log
     assert "Not Found: /nothing/[redacted]" in log, log
+
+
+def test_a_content_length_of_thousands_of_digits_is_refused_not_a_500(served):
+    server, token = served
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/stt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {token}\r\nContent-Type: audio/wav\r\n".encode()
+            + b"Content-Length: "
+            + b"9" * 5000
+            + b"\r\n\r\n"
+        )
+        status_line = sock.recv(200).split(b"\r\n", 1)[0]
+    # Twisted refuses the header (400, or the connection closed), long before Django reads it.
+    assert status_line in (b"", b"HTTP/1.1 400 Bad Request"), status_line
+    assert ask(server, "GET", "/healthz")[0] == 200
+    assert "Traceback" not in server.output()
