@@ -39,7 +39,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from realtime import workers
+from realtime import close_codes, workers
 from realtime.access_log import RedactingAccessLog
 from realtime.warm_up import warm_up
 
@@ -53,7 +53,7 @@ except ImportError:
 
 logger = logging.getLogger("realtime.server")  # Also when run as __main__.
 
-CLOSE_SLOW_CLIENT = 4429  # voice.protocol.CLOSE_SLOW_CLIENT; docs/protocol.md.
+CLOSE_SLOW_CLIENT = close_codes.SLOW_CLIENT  # docs/protocol.md.
 HANDSHAKE_TIMEOUT_S = 20
 _frozen_objects = 0  # Objects `BoundedServer.run` froze out of the collector's reach.
 
