@@ -41,6 +41,7 @@ from twisted.internet import reactor
 
 from realtime import close_codes, workers
 from realtime.access_log import RedactingAccessLog
+from realtime.request_deadline import bound_requests
 from realtime.warm_up import warm_up
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
@@ -171,6 +172,7 @@ class BoundedServer(Server):
         from realtime import readiness
 
         super().__init__(*args, **kwargs)
+        bound_requests()  # Whatever the application: slow requests end (HTTP_REQUEST_TIMEOUT…).
         self.ws_max_buffered_bytes: int = settings.WS_MAX_BUFFERED_BYTES
         self.ws_slow_client_grace_s: float = settings.WS_SLOW_CLIENT_GRACE_SECONDS
         self.slow_clients: set[WebSocketProtocol] = set()
