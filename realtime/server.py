@@ -12,7 +12,8 @@ then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
 system (`MemoryReturn`). Before listening it loads what the first sessions would (`WARM_UP`,
-`realtime.warm_up`). Its access log redacts secrets (`realtime.access_log`). `--workers N`
+`realtime.warm_up`). Its access log redacts secrets (`realtime.access_log`). A connection must send
+each HTTP request whole in time (`HTTP_REQUEST_TIMEOUT_SECONDS`, `realtime.request_deadline`). `--workers N`
 (`WEB_WORKERS`) runs N such servers on one port under a supervisor (`realtime.workers`). Other
 defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -181,3 +182,24 @@ async def test_hundreds_of_half_sent_requests_do_not_keep_a_request_waiting(serv
     assert {_status(answer) for answer, _ in closed} == {408}
     for _, held_writer in held:
         held_writer.close()
+
+
+async def test_each_worker_has_the_deadline(tmp_path):
+    """`--workers 2` (realtime/workers.py): the workers run realtime.server, bound the same."""
+    env = server_env(
+        tmp_path,
+        HTTP_REQUEST_TIMEOUT_SECONDS=str(BOUND_S),
+        WARM_UP="false",
+        REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+    prepare_database(env)
+    server = start_daphne(env, args=("--workers", "2"))
+    try:
+        opened = [await _open(server) for _ in range(8)]  # The kernel spreads them over both.
+        for _, writer in opened:
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        closed = await asyncio.gather(*(_until_closed(reader) for reader, _ in opened))
+    finally:
+        server.stop()
+    assert {_status(answer) for answer, _ in closed} == {408}
+    assert max(took for _, took in closed) <= BOUND_S + SLACK_S
