@@ -80,6 +80,11 @@ class DeadlineHTTPChannel(http.HTTPChannel):
         self._stop()
         super().connectionLost(reason)
 
+    def setTimeout(self, period: float | None) -> float | None:
+        if period is None:  # Twisted stops watching this channel (e.g. handed over to HTTP/2).
+            self._stop()
+        return super().setTimeout(period)
+
     # The deadline --------------------------------------------------------------------------
 
     def deadline(self) -> float | None:

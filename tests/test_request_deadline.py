@@ -182,6 +182,7 @@ async def test_hundreds_of_half_sent_requests_do_not_keep_a_request_waiting(serv
     assert {_status(answer) for answer, _ in closed} == {408}
     for _, held_writer in held:
         held_writer.close()
+    assert "Traceback" not in server.output()
 
 
 async def test_each_worker_has_the_deadline(tmp_path):
