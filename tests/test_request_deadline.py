@@ -154,7 +154,7 @@ async def test_a_websocket_handshake_that_never_finishes_is_closed(served):
     writer.close()
 
 
-async def test_open_websockets_and_long_responses_are_not_bounded(served):
+async def test_an_open_websocket_outlives_the_bound(served):
     server, token = served
     async with websockets.connect(f"{server.ws}/ws/ping/?token={token}") as ws:
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
