@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from uuid import UUID
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -99,3 +102,17 @@ def conversation_for_reply(
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.all()
+
+
+def instances_existing(*, instance_ids: Iterable[UUID]) -> set[UUID]:
+    """Those of `instance_ids` that still exist (one query; live sockets ask it)."""
+    return set(
+        CharacterInstance.objects.filter(pk__in=list(instance_ids)).values_list("pk", flat=True)
+    )
+
+
+def conversations_existing(*, conversation_ids: Iterable[UUID]) -> set[UUID]:
+    """Those of `conversation_ids` that still exist (one query; live sockets ask it)."""
+    return set(
+        Conversation.objects.filter(pk__in=list(conversation_ids)).values_list("pk", flat=True)
+    )

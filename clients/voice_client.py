@@ -6,6 +6,11 @@ Without --url it uses $VOZ_WS_URL, else the URL `./scripts/serve` wrote into ser
 $VOZ_DATA_DIR, default var/), else ws://127.0.0.1:8000/ws/voice/. When the server cannot be
 reached or refuses the session it says so in one line and exits with status 2.
 
+Close codes (docs/protocol.md): after 4500 (server error), 4503 (unavailable), 4429 (slow
+client) or a connection lost without a close frame (1006), it starts over on a new connection,
+up to --retries times with exponential back-off; after 4401, 4403, 4404 or 4408 it stops: a
+retry would get the same answer.
+
 Streams the WAV (PCM16 mono, any rate 8–48 kHz) at real-time pace in 40 ms frames, then commits
 the utterance (with --push-to-talk, pauses in the file do not end the turn: only the commit does), prints every event as it arrives, and writes each sentence's audio to --out.
 Games and kiosks can copy from it: it uses only the `websockets` package and the documented
@@ -18,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 import wave
@@ -30,6 +36,17 @@ DEFAULT_URL = "ws://127.0.0.1:8000/ws/voice/"
 # Errors after which the turn gets no reply (docs/protocol.md): the client ends the session.
 TURN_ERRORS = {"stt_failed", "text_too_long", "rate_limited"}
 EXTENSIONS = {"wav": "wav", "pcm16": "pcm", "mp3": "mp3"}
+# Close codes after which a new connection may succeed (realtime/close_codes.py); 1006: the
+# connection was lost without a close frame.
+RETRY_CODES = {4500, 4503, 4429, 1006}
+STOP_CODES = {
+    4401: "the token was not accepted",
+    4403: "this origin may not open sockets",
+    4404: "not found",
+    4408: "the session timed out",
+}
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
 
 
 def read_wav(path: Path) -> tuple[bytes, int]:
@@ -58,6 +75,25 @@ class CannotConnect(Exception):
     """The server could not be reached, or it refused the connection or the session."""
 
 
+class Retry(Exception):
+    """The server closed with a code that a new connection may not get again (RETRY_CODES)."""
+
+
+async def run_with_retries(args: argparse.Namespace) -> int:
+    """`run`, started over after a close code that says "retry", with exponential back-off and
+    jitter (so many clients do not come back at once). Raises CannotConnect."""
+    for attempt in range(args.retries + 1):
+        try:
+            return await run(args)
+        except Retry as exc:
+            if attempt == args.retries:
+                raise CannotConnect(f"{exc}; gave up after {args.retries} retries") from None
+            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.8, 1.2)
+            print(f"voice_client: {exc}; retrying in {delay:.1f} s.", file=sys.stderr)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 async def run(args: argparse.Namespace) -> int:
     pcm, rate = read_wav(args.wav) if args.wav else (b"", 16000)
     out = Path(args.out)
@@ -74,72 +110,93 @@ async def run(args: argparse.Namespace) -> int:
     except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
         raise CannotConnect(f"{exc.__class__.__name__}: {exc}") from None
     async with connection as ws:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "session.start",
-                    "instance": args.instance,
-                    **({"language": args.language} if args.language else {}),
-                    "input_audio": {"format": "pcm16", "sample_rate": rate},
-                    "output_audio": {"format": args.format},
-                    **({"turn_detection": None} if args.push_to_talk else {}),
-                }
-            )
-        )
         pending_audio: dict | None = None
         sender: asyncio.Task | None = None
         typed = False
-        while True:
-            try:
-                frame = await asyncio.wait_for(ws.recv(), timeout=args.timeout)
-            except TimeoutError:
-                print(
-                    f"voice_client: no answer for {args.timeout:g} s; giving up.", file=sys.stderr
+        fatal: dict | None = None  # The fatal `error` event that came before the close.
+        try:  # A close may come at any time, even before the server read session.start.
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "session.start",
+                        "instance": args.instance,
+                        **({"language": args.language} if args.language else {}),
+                        "input_audio": {"format": "pcm16", "sample_rate": rate},
+                        "output_audio": {"format": args.format},
+                        **({"turn_detection": None} if args.push_to_talk else {}),
+                    }
                 )
-                break
-            except websockets.exceptions.ConnectionClosed:
-                break
-            stamp = f"{time.monotonic() - started:7.3f}s"
-            if isinstance(frame, bytes):
-                if pending_audio is None:
-                    print(f"{stamp} unexpected binary frame ({len(frame)} bytes)")
+            )
+            while True:
+                try:
+                    frame = await asyncio.wait_for(ws.recv(), timeout=args.timeout)
+                except TimeoutError:
+                    print(
+                        f"voice_client: no answer for {args.timeout:g} s; giving up.",
+                        file=sys.stderr,
+                    )
+                    break
+                except websockets.exceptions.ConnectionClosed:
+                    break
+                stamp = f"{time.monotonic() - started:7.3f}s"
+                if isinstance(frame, bytes):
+                    if pending_audio is None:
+                        print(f"{stamp} unexpected binary frame ({len(frame)} bytes)")
+                        continue
+                    name = (
+                        out
+                        / f"{pending_audio['response_id'][:8]}-{pending_audio['index']:02d}.{EXTENSIONS[args.format]}"
+                    )
+                    await asyncio.to_thread(name.write_bytes, frame)
+                    print(f"{stamp} audio saved: {name} ({len(frame)} bytes)")
+                    pending_audio = None
                     continue
-                name = (
-                    out
-                    / f"{pending_audio['response_id'][:8]}-{pending_audio['index']:02d}.{EXTENSIONS[args.format]}"
-                )
-                await asyncio.to_thread(name.write_bytes, frame)
-                print(f"{stamp} audio saved: {name} ({len(frame)} bytes)")
-                pending_audio = None
-                continue
-            event = json.loads(frame)
-            kind = event.get("type")
-            if kind == "response.text.delta" and not args.verbose:
-                print(event["delta"], end="", flush=True)
-                continue
-            print(f"{stamp} {json.dumps(event, ensure_ascii=False)}")
-            if kind == "session.started":
-                if args.text:
-                    await ws.send(json.dumps({"type": "input_text", "text": args.text}))
-                    typed = True
-                else:
-                    sender = asyncio.create_task(stream_audio(ws, pcm, rate))
-            elif kind == "response.audio":
-                pending_audio = event
-            elif kind == "metrics":
-                exit_code = 0
-                await ws.send(json.dumps({"type": "session.end"}))
-            elif (kind == "error" and event.get("fatal")) or kind == "session.ended":
-                break
-            elif kind == "response.done" and event.get("error"):
-                await ws.send(json.dumps({"type": "session.end"}))  # the reply failed
-            elif kind == "error" and event.get("code") in TURN_ERRORS and turn_sent(sender, typed):
-                await ws.send(json.dumps({"type": "session.end"}))  # this turn will not be answered
-        if ws.close_code == 4401:
-            raise CannotConnect("the token was not accepted (close code 4401)")
+                event = json.loads(frame)
+                kind = event.get("type")
+                if kind == "response.text.delta" and not args.verbose:
+                    print(event["delta"], end="", flush=True)
+                    continue
+                print(f"{stamp} {json.dumps(event, ensure_ascii=False)}")
+                if kind == "session.started":
+                    if args.text:
+                        await ws.send(json.dumps({"type": "input_text", "text": args.text}))
+                        typed = True
+                    else:
+                        sender = asyncio.create_task(stream_audio(ws, pcm, rate))
+                elif kind == "response.audio":
+                    pending_audio = event
+                elif kind == "metrics":
+                    exit_code = 0
+                    await ws.send(json.dumps({"type": "session.end"}))
+                elif kind == "error" and event.get("fatal"):
+                    fatal = event
+                elif kind == "session.ended":
+                    break
+                elif kind == "response.done" and event.get("error"):
+                    await ws.send(json.dumps({"type": "session.end"}))  # the reply failed
+                elif (
+                    kind == "error"
+                    and event.get("code") in TURN_ERRORS
+                    and turn_sent(sender, typed)
+                ):  # This turn will not be answered.
+                    await ws.send(json.dumps({"type": "session.end"}))
+        except websockets.exceptions.ConnectionClosed:
+            pass  # Its code is read below.
         if sender is not None:
             sender.cancel()
+        await ws.close()
+        closed_with(ws.close_code, fatal)
     return exit_code
+
+
+def closed_with(code: int | None, fatal: dict | None) -> None:
+    """Act on the server's close code: raises Retry or CannotConnect, or returns (1000, or the
+    client closed first)."""
+    why = f" ({fatal['code']}: {fatal.get('message', '')})" if fatal else ""
+    if code in RETRY_CODES:
+        raise Retry(f"the server closed the connection with {code}{why}")
+    if code in STOP_CODES:
+        raise CannotConnect(f"{STOP_CODES[code]} (close code {code}){why}")
 
 
 def turn_sent(sender: asyncio.Task | None, typed: bool) -> bool:
@@ -184,13 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=60, help="give up after this many seconds of silence"
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="new connections after a close that says retry (4500, 4503, 4429, 1006)",
+    )
     args = parser.parse_args(argv)
     if not args.wav and not args.text:
         parser.error("give a WAV file or --text")
     args.url = args.url or default_url()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(run_with_retries(args))
     except CannotConnect as exc:
         print(
             f"voice_client: cannot talk to {args.url}: {exc}.\n"

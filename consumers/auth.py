@@ -23,10 +23,11 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from accounts.services import token_check
+from realtime import close_codes
 
 SUBPROTOCOL = "voz.v1"
 BEARER_PREFIX = "bearer."
-CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_FORBIDDEN_ORIGIN = close_codes.FORBIDDEN_ORIGIN
 DEFAULT_PORTS = {"http": 80, "https": 443}
 EDGE_KEY = "voz.edge"  # consumers.edge puts its per-socket state here.
 

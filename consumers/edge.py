@@ -5,8 +5,13 @@ It makes five promises that no consumer has to remember:
 - **Refusals explain themselves.** A handshake refused before `accept` (bad origin 4403, no or bad
   credentials 4401, unknown instance 4404) is accepted, answered with one `error` event
   (`fatal: true`) and closed with that code, instead of daphne's bare HTTP 403. A failure while
-  the handshake is checked (the database is down) becomes `unavailable` and close code 1013
-  ("try again later") instead of an HTTP 500.
+  the handshake is checked (the database is down) becomes `unavailable` and close code 4503
+  ("try again later") instead of an HTTP 500; a path that is no endpoint gets `not_found` and
+  4404 (consumers/not_found.py), so a client does not retry it.
+- **Every close reaches the client.** daphne can send only 1000 and 3000-4999: a consumer's
+  close code outside them (1011, 1013) is sent as the application code that means the same
+  (realtime/close_codes.py). A consumer that fails after accepting gets `internal_error` and
+  4500.
 - **Frames that would break a consumer never reach it.** A text frame over WS_MAX_FRAME_BYTES
   (`frame_too_large`), JSON nested deeper than MAX_JSON_DEPTH (`bad_json`) or a string holding NUL
   or an unpaired surrogate (`invalid_text`, with the field) is answered with a non-fatal `error`
@@ -33,6 +38,7 @@ from typing import Any
 from autobahn.exception import Disconnected
 from django.conf import settings
 
+from realtime import close_codes
 from realtime.sync_threads import socket_threads
 from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
 
@@ -41,15 +47,21 @@ from .credential_watch import CredentialWatch, credential_watch
 
 logger = logging.getLogger(__name__)
 
-CLOSE_SERVER_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
+CLOSE_SERVER_ERROR = close_codes.SERVER_ERROR
+CLOSE_TRY_AGAIN_LATER = close_codes.UNAVAILABLE
+CLOSE_UNAUTHORIZED = close_codes.UNAUTHORIZED
+CLOSE_FORBIDDEN = close_codes.FORBIDDEN_ORIGIN
 
 REFUSALS: dict[int, tuple[str, str]] = {
-    4401: ("unauthorized", "Sign in, or send a valid API token (?token= or bearer.<token>)."),
-    4403: ("forbidden_origin", "This page's origin may not open sockets on this server."),
-    4404: ("not_found", "No such instance (or it is not yours)."),
+    CLOSE_UNAUTHORIZED: (
+        "unauthorized",
+        "Sign in, or send a valid API token (?token= or bearer.<token>).",
+    ),
+    CLOSE_FORBIDDEN: (
+        "forbidden_origin",
+        "This page's origin may not open sockets on this server.",
+    ),
+    close_codes.NOT_FOUND: ("not_found", "No such instance (or it is not yours)."),
     CLOSE_TRY_AGAIN_LATER: ("unavailable", "The server cannot serve sockets right now; retry."),
     CLOSE_SERVER_ERROR: ("internal_error", "The server failed; reconnect to start over."),
 }
@@ -119,9 +131,10 @@ class _Socket:
         if self.closed:
             return  # The client is gone or the close has started: nothing more goes out.
         if kind == "websocket.close" and not self.accepted:
-            await self.refuse(message.get("code") or CLOSE_FORBIDDEN)
+            await self.refuse(message.get("code") or CLOSE_FORBIDDEN, message.get("reason"))
             return
         if kind == "websocket.close":
+            message = {**message, "code": close_codes.sendable(message.get("code"))}
             self.closed = True
             self._stop_recheck()
         try:

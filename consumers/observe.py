@@ -8,9 +8,8 @@ from characters import selectors
 from consumers.auth import accepted_subprotocol, authenticated_user
 from consumers.json_socket import JsonSocketConsumer
 from voice import observe
-from voice.protocol import CLOSE_UNAUTHORIZED
-
-CLOSE_NOT_FOUND = 4404
+from voice.gone_watch import gone_watch
+from voice.protocol import CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED
 
 
 class ObserveConsumer(JsonSocketConsumer):
@@ -33,6 +32,12 @@ class ObserveConsumer(JsonSocketConsumer):
         await self.send_json(
             {"type": "observe.started", "instance": {"id": str(instance.id), "name": instance.name}}
         )
+        gone_watch().add(self, lambda: (instance.id, None), self._instance_gone)
+
+    async def _instance_gone(self, code: str, message: str) -> None:
+        """The instance was deleted: a fatal error, then 4404 (voice/gone_watch.py)."""
+        await self.send_json({"type": "error", "code": code, "message": message, "fatal": True})
+        await self.close(code=CLOSE_NOT_FOUND)
 
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
@@ -44,5 +49,6 @@ class ObserveConsumer(JsonSocketConsumer):
         await self.send_json(message["event"])
 
     async def disconnect(self, code: int) -> None:
+        gone_watch().discard(self)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)

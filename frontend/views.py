@@ -94,6 +94,8 @@ def error_messages() -> dict[str, str]:
         "session_expired": _("The session reached its time limit. Talk or type to reconnect."),
         "idle_timeout": _("Disconnected after a long pause. Talk or type to reconnect."),
         "slow_client": _("The connection is too slow for the reply's audio. Reconnecting…"),
+        "internal_error": _("The server failed. Reconnecting…"),
+        "unavailable": _("The server cannot take calls right now. Reconnecting…"),
         "name_taken": _("That name is already taken. Choose another one."),
         "validation_error": _("Some fields are not valid. Check them and try again."),
         "not_found": _("Not found. It may have been deleted."),

@@ -12,7 +12,8 @@ then sees an ordinary disconnect.
 
 Every 30 s after connections closed it collects reference cycles and returns free heap to the
 system (`MemoryReturn`). Before listening it loads what the first sessions would (`WARM_UP`,
-`realtime.warm_up`). Its access log redacts secrets (`realtime.access_log`). `--workers N`
+`realtime.warm_up`). Its access log redacts secrets (`realtime.access_log`). A connection must send
+each HTTP request whole in time (`HTTP_REQUEST_TIMEOUT_SECONDS`, `realtime.request_deadline`). `--workers N`
 (`WEB_WORKERS`) runs N such servers on one port under a supervisor (`realtime.workers`). Other
 defaults differ from daphne's for a loaded server: the WebSocket handshake (the time the
 application has to accept) may take `--websocket_connect_timeout` 20 s rather than 5 s.
@@ -39,8 +40,9 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from realtime import workers
+from realtime import close_codes, workers
 from realtime.access_log import RedactingAccessLog
+from realtime.request_deadline import bound_requests
 from realtime.warm_up import warm_up
 
 try:  # SIOCOUTQ is TIOCOUTQ on Linux; elsewhere only Twisted's own buffer is counted.
@@ -53,7 +55,7 @@ except ImportError:
 
 logger = logging.getLogger("realtime.server")  # Also when run as __main__.
 
-CLOSE_SLOW_CLIENT = 4429  # voice.protocol.CLOSE_SLOW_CLIENT; docs/protocol.md.
+CLOSE_SLOW_CLIENT = close_codes.SLOW_CLIENT  # docs/protocol.md.
 HANDSHAKE_TIMEOUT_S = 20
 _frozen_objects = 0  # Objects `BoundedServer.run` froze out of the collector's reach.
 
@@ -171,6 +173,7 @@ class BoundedServer(Server):
         from realtime import readiness
 
         super().__init__(*args, **kwargs)
+        bound_requests()  # Whatever the application: slow requests end (HTTP_REQUEST_TIMEOUT…).
         self.ws_max_buffered_bytes: int = settings.WS_MAX_BUFFERED_BYTES
         self.ws_slow_client_grace_s: float = settings.WS_SLOW_CLIENT_GRACE_SECONDS
         self.slow_clients: set[WebSocketProtocol] = set()

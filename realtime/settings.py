@@ -222,6 +222,10 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 _proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER")
 SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header[:2]) if len(_proxy_ssl_header) == 2 else None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HTTP_MAX_BODY_BYTES", 10 * 1024 * 1024)
+# A request's head must arrive within this (also an idle keep-alive connection's life); its body
+# within this plus 1 s per HTTP_REQUEST_MIN_RATE bytes (realtime/request_deadline.py). 0: off.
+HTTP_REQUEST_TIMEOUT_SECONDS = env_float("HTTP_REQUEST_TIMEOUT_SECONDS", 20.0)
+HTTP_REQUEST_MIN_RATE = env_int("HTTP_REQUEST_MIN_RATE", 500)  # Bytes a second.
 
 # Domain limits.
 MEMORY_MAX_CHARS = env_int("MEMORY_MAX_CHARS", 8000)

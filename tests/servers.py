@@ -101,10 +101,16 @@ class Daphne:
             self.process.kill()
 
 
-def start_daphne(env: dict[str, str], limit_s: float = 60, args: tuple[str, ...] = ()) -> Daphne:
+def start_daphne(
+    env: dict[str, str],
+    limit_s: float = 60,
+    args: tuple[str, ...] = (),
+    application: str = "realtime.asgi:application",
+) -> Daphne:
     """daphne on a free port, as scripts/serve runs it (`realtime.server`: daphne with a bound on
-    unsent bytes, with `args` such as `--workers 2`), once `/healthz` answers; its output goes to
-    a log file (a pipe nobody reads would fill up and stall the server)."""
+    unsent bytes, with `args` such as `--workers 2`), serving `application`, once `/healthz`
+    answers; its output goes to a log file (a pipe nobody reads would fill up and stall the
+    server)."""
     port = free_port()
     log = Path(env["VOZ_DATA_DIR"]) / f"daphne-{port}.log"
     process = subprocess.Popen(
@@ -117,7 +123,7 @@ def start_daphne(env: dict[str, str], limit_s: float = 60, args: tuple[str, ...]
             "-p",
             str(port),
             *args,
-            "realtime.asgi:application",
+            application,
         ],
         cwd=ROOT,
         env=env,

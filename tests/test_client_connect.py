@@ -127,3 +127,72 @@ async def test_no_recogniser_at_the_start_does_not_end_a_typed_turn(tmp_path):
         )
     assert code == 0, out
     assert '"type": "metrics"' in out
+
+
+async def _client_against(handler, tmp_path, *args: str) -> tuple[int, str, str, int]:
+    """Run the client (a typed turn) against a `websockets` server with `handler(ws, n)`, n the
+    connection's number from 1; returns (exit status, stdout, stderr, connections made)."""
+    connections = 0
+
+    async def serve(ws):
+        nonlocal connections
+        connections += 1
+        await handler(ws, connections)
+
+    async with websockets.serve(serve, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        code, out, err = await run_client(
+            "--url", f"ws://127.0.0.1:{port}/", "--text", "hi", "--out", str(tmp_path), *args
+        )
+    return code, out, err, connections
+
+
+async def _answer_a_turn(ws) -> None:
+    async for message in ws:
+        kind = json.loads(message)["type"]
+        if kind == "session.start":
+            await ws.send(json.dumps({"type": "session.started", "session_id": "s"}))
+        elif kind == "input_text":
+            await ws.send(json.dumps({"type": "metrics", "response_id": "r"}))
+        elif kind == "session.end":
+            await ws.send(json.dumps({"type": "session.ended", "conversation_id": None}))
+            await ws.close()
+
+
+def _fatal(code: str) -> str:
+    return json.dumps({"type": "error", "code": code, "message": "x", "fatal": True})
+
+
+async def test_a_close_that_says_retry_is_retried_on_a_new_connection(tmp_path):
+    async def unavailable_once(ws, number):
+        if number == 1:
+            await ws.recv()
+            await ws.send(_fatal("unavailable"))
+            await ws.close(4503)
+            return
+        await _answer_a_turn(ws)
+
+    code, _, err, connections = await _client_against(unavailable_once, tmp_path)
+    assert (code, connections) == (0, 2)
+    assert "closed the connection with 4503 (unavailable: x); retrying in" in err
+
+
+async def test_a_close_that_says_stop_is_not_retried(tmp_path):
+    async def not_found(ws, number):
+        await ws.recv()
+        await ws.send(_fatal("not_found"))
+        await ws.close(4404)
+
+    code, _, err, connections = await _client_against(not_found, tmp_path)
+    assert (code, connections) == (2, 1)
+    assert "not found (close code 4404) (not_found: x)" in err and "Traceback" not in err
+
+
+async def test_retries_end(tmp_path):
+    async def failing(ws, number):
+        await ws.recv()
+        await ws.close(4500)
+
+    code, _, err, connections = await _client_against(failing, tmp_path, "--retries", "1")
+    assert (code, connections) == (2, 2)
+    assert "gave up after 1 retries" in err

@@ -297,13 +297,13 @@ async def test_a_failing_recheck_keeps_the_socket_and_a_later_one_closes_it(
 # 11. Refusals during an outage -----------------------------------------------------------
 
 
-async def test_handshake_during_a_database_outage_is_1013_unavailable(token, monkeypatch):
+async def test_handshake_during_a_database_outage_is_4503_unavailable(token, monkeypatch):
     def database_down(self):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", database_down)
     code, event = await refusal(WebsocketCommunicator(application, f"/ws/voice/?token={token}"))
-    assert (code, event["code"]) == (1013, "unavailable")
+    assert (code, event["code"]) == (4503, "unavailable")
 
 
 # 13. A conversation is continued only by its owner ------------------------------------------

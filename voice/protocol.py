@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from realtime import close_codes
+
 from . import frames as f
 from .observe import OBSERVED_TYPES
 
@@ -20,10 +22,12 @@ MAX_SAMPLE_RATE = 48000
 
 TURN_DETECTION_TYPES = {"server_vad"}
 
-CLOSE_NORMAL = 1000
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TIMEOUT = 4408
-CLOSE_SLOW_CLIENT = 4429
+# Close codes (all of them, with what a client should do: realtime/close_codes.py).
+CLOSE_NORMAL = close_codes.NORMAL
+CLOSE_UNAUTHORIZED = close_codes.UNAUTHORIZED
+CLOSE_NOT_FOUND = close_codes.NOT_FOUND
+CLOSE_TIMEOUT = close_codes.TIMEOUT
+CLOSE_SLOW_CLIENT = close_codes.SLOW_CLIENT
 
 
 class ProtocolError(Exception):

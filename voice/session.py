@@ -22,10 +22,12 @@ from characters import selectors
 
 from . import engines, observe
 from .frames import AudioIn, EndRequest, Failure, Frame, Ping, Pong, SessionEnded, SessionStarted
+from .gone_watch import gone_watch, what_is_gone
 from .limits import TurnRateLimiter, VoiceLimits
 from .pipeline import Pipeline
 from .protocol import (
     CLOSE_NORMAL,
+    CLOSE_NOT_FOUND,
     CLOSE_SLOW_CLIENT,
     CLOSE_TIMEOUT,
     TEXT_ONLY,
@@ -77,6 +79,7 @@ class VoiceSession:
         self.started_at = time.monotonic()
         self.last_activity = self.started_at
         self.closing = False
+        self.instance_id: Any = None  # Once started: watched, the session ends if it is deleted.
         self._tasks: set[asyncio.Task] = set()
         self._spawn(self._watchdog())
 
@@ -145,6 +148,8 @@ class VoiceSession:
             await observe.publish(instance_id, {**event, "session_id": session_id})
 
         self.deliver.set_broadcast(broadcast)
+        self.instance_id = instance.id
+        gone_watch().add(self, self._watched, self._gone)
         await self._emit(
             SessionStarted(
                 session_id=self.id,
@@ -180,6 +185,7 @@ class VoiceSession:
             engines.reply_turn(instance=instance, user=self.user, session_id=self.id),
             conversation_id=start.conversation,
             preempt=engines.preemptor(instance=instance) if preemptive else None,
+            ends_session=self._ends_session,
         )
         hear = [
             HearStage(
@@ -241,6 +247,7 @@ class VoiceSession:
 
     async def _teardown(self) -> None:
         self.closing = True
+        gone_watch().discard(self)
         if self.pipeline is not None:
             await self.pipeline.close()
         else:
@@ -270,6 +277,29 @@ class VoiceSession:
         await self.deliver.accept(Failure(code, message, fatal=True))  # Dropped if overflowing.
         await self.deliver.drain()
         await self._close(close_code)
+
+    # Deleted while live -------------------------------------------------------------------
+
+    def _watched(self) -> tuple[Any, Any]:
+        """(instance id, conversation id or None): what this session uses, now."""
+        return self.instance_id, self.reply.conversation_id if self.reply else None
+
+    async def _gone(self, code: str, message: str) -> None:
+        """The instance or the conversation was deleted: say so and close (4404)."""
+        self._spawn(self._fatal(code, message, CLOSE_NOT_FOUND))
+
+    async def _ends_session(self, exc: BaseException) -> bool:
+        """A turn could not be opened: if the instance or the conversation is gone, the session
+        ends (`_gone`) instead of answering `llm_failed`; True then."""
+        try:
+            gone = await sync_to_async(what_is_gone)({self: self._watched()})
+        except Exception:
+            return False  # The database is down: that turn's own error says so.
+        if self not in gone:
+            return False
+        gone_watch().discard(self)
+        await self._gone(*gone[self])
+        return True
 
     # Plumbing -----------------------------------------------------------------------------
 

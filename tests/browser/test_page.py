@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 
 import pytest
 from playwright.sync_api import expect
@@ -221,6 +223,32 @@ def test_connection_lost_banner_counts_down_and_clears_after_reconnect(browser, 
         expect(page.get_by_text("Not connected yet")).to_be_hidden()
         expect(page.locator("#banner")).to_be_hidden()
         assert app.get_attribute("data-session") not in {"", first_session}
+
+
+def _api(server: dict, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{server['base']}/api{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {server['token']}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read() or b"{}")
+
+
+def test_a_deleted_instance_stops_the_page_instead_of_reconnecting(browser, server):
+    nova = _api(server, "GET", "/instances/by-name/nova")
+    doomed = _api(
+        server, "POST", "/instances", {"name": "doomed", "character_id": nova["character_id"]}
+    )
+    page = open_talk_page(browser, server, next_path="/?mic=raw&instance=doomed")
+    app = page.locator("#voz-app")
+    _api(server, "DELETE", f"/instances/{doomed['id']}")
+    expect(app).to_have_attribute("data-connection", "closed")  # 4404: not "reconnecting"
+    expect(page.locator("#banner")).to_contain_text("This instance no longer exists")
+    page.wait_for_timeout(2500)  # More than the first back-off (1 s): it did not reconnect.
+    assert app.get_attribute("data-connection") == "closed"
+    page.close()
 
 
 def test_spanish_page_explains_errors_in_spanish(browser, server):

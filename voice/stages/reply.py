@@ -63,6 +63,9 @@ class ReplyTurn(Protocol):
 
 OpenTurn = Callable[..., AbstractAsyncContextManager[ReplyTurn]]
 Preempt = Callable[[str, Any], Awaitable[Any]]  # -> an early model stream with `.text`, or None
+# A turn could not be opened: True when that ends the session (its instance was deleted), and
+# the session says so itself; the turn then fails without `llm_failed`.
+EndsSession = Callable[[BaseException], Awaitable[bool]]
 
 
 @dataclass
@@ -111,9 +114,11 @@ class ReplyStage(Stage):
         clock: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_id,
         preempt: Preempt | None = None,
+        ends_session: EndsSession | None = None,
     ) -> None:
         super().__init__()
         self._open_turn = open_turn
+        self._ends_session = ends_session  # asked when a turn cannot be opened
         self._preempt = preempt  # start the model on a tentative turn (voice/preempt.py)
         self._early: asyncio.Task | None = None  # -> Preemption | None
         self.conversation_id = conversation_id
@@ -226,6 +231,8 @@ class ReplyStage(Stage):
         try:
             turn, cancelled = await _run_to_end(manager.__aenter__())
         except Exception as exc:  # The user's message could not be stored: nothing was.
+            if self._ends_session is not None and await self._ends_session(exc):
+                return
             await self.push(Failure("llm_failed", describe(exc)))
             await self.push(self._done(reply, None, interrupted=False, error=describe(exc)))
             return

@@ -1,12 +1,15 @@
 // The voice WebSocket (protocol voz.v1, docs/protocol.md): session start, events, binary audio,
 // and automatic reconnection with exponential back-off when the connection drops.
 
+// Close codes (docs/protocol.md, "Close codes").
 const CLOSE_NORMAL = 1000;
 const CLOSE_UNAUTHORIZED = 4401;
-const CLOSE_TIMEOUT = 4408; // idle or too long: reconnect only when the user acts again
-// Refusals that a retry cannot change: a bad origin (4403), an unknown instance (4404).
-// Anything else (1006 dropped, 1011, 1013 "try again later", 4429 slow) retries with back-off.
-const CLOSE_FINAL = new Set([CLOSE_NORMAL, CLOSE_TIMEOUT, 4403, 4404]);
+// Only these retry, with back-off: the connection dropped without a close frame (1006), the
+// server failed (4500) or cannot serve right now (4503), the page read too slowly (4429); and,
+// from a proxy in front, going away (1001) or the standard server error / try later (1011-1013).
+// Anything else stops until the user acts again: normal (1000), a bad origin (4403), an unknown
+// instance or path (4404), idle or too long (4408), a message too big (1009).
+const CLOSE_RETRY = new Set([1001, 1006, 1011, 1012, 1013, 4429, 4500, 4503]);
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
@@ -76,7 +79,7 @@ export class VoiceConnection {
       if (close.code === CLOSE_UNAUTHORIZED) {
         this.wanted = false;
         this.onState("unauthorized", { code: close.code });
-      } else if (!this.wanted || CLOSE_FINAL.has(close.code)) {
+      } else if (!this.wanted || !CLOSE_RETRY.has(close.code)) {
         this.wanted = false;
         this.onState("closed", { code: close.code });
       } else {
