@@ -85,7 +85,7 @@ def clear() -> None:
 
 def stats() -> dict:
     from audio_pipeline.stt import vosk_engine, whisper_engine
-    from audio_pipeline.tts import piper_engine
+    from audio_pipeline.tts import espeak, piper_engine
 
     with _lock:
         idle = sum(len(decoders) for decoders in _idle.values())
@@ -93,6 +93,8 @@ def stats() -> dict:
     return {
         "vosk_models": len(vosk_engine._models),
         "whisper_models": len(whisper_engine._models),
-        "piper_voice_loaded": piper_engine._voice is not None,
+        "tts_workers": {
+            pool.name: pool.stats() for pool in (piper_engine._pool, espeak._pool) if pool
+        },
         "sphinx_decoders": {"built": built, "reused": reused, "idle": idle},
     }

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from .base import AudioChunk, TtsError, Voice, base_language
+from .base import AudioChunk, TtsError, TtsRequestError, Voice, base_language
 
 SAMPLE_RATE = 24000  # edge-tts' default output: audio-24khz-48kbitrate-mono-mp3
 VOICE_NAME = re.compile(r"^[a-z]{2,3}-[A-Za-z0-9]{2,8}(-[A-Za-z0-9]+)?-[A-Za-z]+Neural$")
@@ -53,8 +53,10 @@ class EdgeTts:
         import edge_tts
 
         voice = voice or self.default_voice(language)
+        if voice and not self.knows_voice(voice):
+            raise TtsRequestError(f"{voice!r} is not an edge voice name (e.g. en-US-AriaNeural).")
         if not voice:
-            raise TtsError(f"No edge voice configured for '{language}' (TTS_EDGE_VOICES).")
+            raise TtsRequestError(f"No edge voice configured for '{language}' (TTS_EDGE_VOICES).")
         connect = settings.TTS_CONNECT_TIMEOUT
         per_chunk = settings.TTS_CHUNK_TIMEOUT
         communicate = edge_tts.Communicate(
@@ -74,6 +76,9 @@ class EdgeTts:
                     return
                 except TimeoutError as exc:
                     raise TtsError(f"edge-tts sent nothing for {timeout:.1f} s") from exc
+                except edge_tts.exceptions.NoAudioReceived as exc:
+                    # The service answered: this voice or this text gave nothing to say.
+                    raise TtsRequestError(f"edge-tts made no audio with voice {voice!r}") from exc
                 except (OSError, edge_tts.exceptions.EdgeTTSException, ValueError) as exc:
                     raise TtsError(f"edge-tts failed: {type(exc).__name__}: {exc}") from exc
                 except Exception as exc:  # aiohttp errors that are not OSErrors.
