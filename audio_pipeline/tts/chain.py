@@ -78,6 +78,17 @@ def voice_map_for(voice: str) -> dict[str, str]:
     return found
 
 
+def voice_problem(engine: str, voice: str) -> str | None:
+    """Why a character cannot be saved with `voice` for `engine`, or None. An engine that is
+    not usable here (not installed) cannot tell its voices: any name is accepted for it."""
+    found = ENGINES.get(engine)
+    if found is None:
+        return f"Unknown TTS engine {engine!r}; the engines are {', '.join(ENGINES)}."
+    if found.available()[0] and not found.knows_voice(voice):
+        return f"Engine {engine!r} has no voice {voice!r}; see GET /api/voices."
+    return None
+
+
 @dataclass
 class TtsStream:
     """Audio from the engine that served; iterate it for every chunk (the first included)."""

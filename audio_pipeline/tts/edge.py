@@ -11,7 +11,8 @@ from django.conf import settings
 from .base import AudioChunk, TtsError, TtsRequestError, Voice, base_language
 
 SAMPLE_RATE = 24000  # edge-tts' default output: audio-24khz-48kbitrate-mono-mp3
-VOICE_NAME = re.compile(r"^[a-z]{2,3}-[A-Za-z0-9]{2,8}(-[A-Za-z0-9]+)?-[A-Za-z]+Neural$")
+# As edge-tts checks it (a name it refuses would fail every sentence of a character).
+VOICE_NAME = re.compile(r"^[a-z]{2,3}-[A-Z]{2,8}(-[A-Za-z0-9]+)?-[A-Za-z]+Neural$")
 # A few well-known voices to list offline; any name of the edge form is accepted.
 KNOWN_VOICES = (
     Voice("es-ES-AlvaroNeural", "edge", "es-ES", "male"),
@@ -59,13 +60,16 @@ class EdgeTts:
             raise TtsRequestError(f"No edge voice configured for '{language}' (TTS_EDGE_VOICES).")
         connect = settings.TTS_CONNECT_TIMEOUT
         per_chunk = settings.TTS_CHUNK_TIMEOUT
-        communicate = edge_tts.Communicate(
-            text,
-            voice,
-            proxy=settings.TTS_EDGE_PROXY or None,
-            connect_timeout=max(1, round(connect)),
-            receive_timeout=max(1, round(per_chunk)),
-        )
+        try:
+            communicate = edge_tts.Communicate(
+                text,
+                voice,
+                proxy=settings.TTS_EDGE_PROXY or None,
+                connect_timeout=max(1, round(connect)),
+                receive_timeout=max(1, round(per_chunk)),
+            )
+        except ValueError as exc:  # The voice's name: this request's, not the engine's.
+            raise TtsRequestError(f"edge-tts refused it: {exc}") from exc
         stream = communicate.stream()
         timeout = connect + per_chunk  # The first chunk also pays for the connection.
         try:
