@@ -329,6 +329,9 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._waiting -= 1
+        if job.abandoned:  # Cancelled while it waited (a barge-in): nothing to synthesise.
+            self._idle.put(worker)
+            return
         try:
             worker.conn.send((text, voice))
             while True:
@@ -354,7 +357,7 @@ class WorkerPool:
             how = worker.exit_status()
             self._replace(worker, f"died ({how})")
             job.deliver(
-                ("fail", WorkerCrashed(f"{self.name} crashed on this text ({how}); restarted"))
+                ("fail", WorkerCrashed(f"{self.name} crashed on this text ({how}); it is being restarted"))
             )
 
     def _acquire(self) -> _Worker:
