@@ -356,9 +356,8 @@ class WorkerPool:
         except (EOFError, OSError):
             how = worker.exit_status()
             self._replace(worker, f"died ({how})")
-            job.deliver(
-                ("fail", WorkerCrashed(f"{self.name} crashed on this text ({how}); it is being restarted"))
-            )
+            why = f"{self.name} crashed on this text ({how}); it is being restarted"
+            job.deliver(("fail", WorkerCrashed(why)))
 
     def _acquire(self) -> _Worker:
         self.start()
