@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -365,7 +366,13 @@ class WorkerPool:
             none_left = self._live == 0 and self._starting == 0
         if none_left and not self._start_one():  # Every worker failed to start again.
             raise WorkersDown(f"{self.name} workers could not start: {self.start_error}")
-        try:
-            return self._idle.get(timeout=self.timeout)
-        except queue.Empty:
-            raise PoolBusy(f"{self.name}: no worker free in {self.timeout:g} s") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise PoolBusy(f"{self.name}: no worker free in {self.timeout:g} s") from None
+            if worker.process.poll() is None:
+                return worker
+            # Killed while idle (out of memory, an operator): not this job's text.
+            self._replace(worker, f"died while idle ({_describe_exit(worker.process.returncode)})")

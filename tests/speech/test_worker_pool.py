@@ -5,7 +5,10 @@ that cannot start."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +128,22 @@ async def test_workers_that_cannot_start_are_the_engine_down(make_pool):
     with pytest.raises(WorkersDown, match="model file missing"):
         await say(pool, "hello")
     assert pool.stats()["alive"] == 0
+
+
+async def test_a_worker_killed_while_idle_is_replaced_before_a_job_uses_it(make_pool):
+    pool = make_pool(size=1)
+    first = pid_of(await say(pool, "before"))
+    os.kill(first, signal.SIGKILL)  # As the out-of-memory killer would.
+    await until(lambda: dead(first))
+    after = await say(pool, "after")  # Not failed as if its text had crashed the worker.
+    assert after[0] == b"after" and pid_of(after) != first
+    assert pool.stats()["restarts"] == 1
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie (its parent, the pool, has not polled it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
