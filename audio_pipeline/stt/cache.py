@@ -2,7 +2,8 @@
 
 - Vosk: one `vosk.Model` per model path (`vosk_engine.load_model`); each session only adds its
   small `KaldiRecognizer`.
-- Piper: one voice per process (`tts.piper_engine.load_voice`).
+- Piper and libespeak-ng: loaded once in each of their worker processes
+  (`tts.worker_pool`), not here; `stats()` counts those workers.
 - PocketSphinx cannot share a model between decoders (each `Decoder` loads its own acoustic
   model, dictionary and search: ~50-90 MiB and 0.3-2 s of CPU here). Decoders are therefore
   pooled: a recogniser takes one and gives it back when it is closed or collected, so a new session
