@@ -104,21 +104,21 @@ def serve_worker(fd: int) -> None:
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready",))
-    while True:
-        try:
+    try:
+        conn.send(("ready",))
+        while True:
             text, voice = conn.recv()
-        except (EOFError, OSError):
-            return  # The server closed the pipe (or exited).
-        try:
-            for pcm, rate in synthesiser.synthesize(text, voice):
-                conn.send(("audio", pcm, rate))
-        except TtsRequestError as exc:
-            conn.send(("refused", str(exc)))
-        except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        else:
-            conn.send(("done",))
+            try:
+                for pcm, rate in synthesiser.synthesize(text, voice):
+                    conn.send(("audio", pcm, rate))
+            except TtsRequestError as exc:
+                conn.send(("refused", str(exc)))
+            except Exception as exc:  # The engine's error (a send that failed ends below).
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            else:
+                conn.send(("done",))
+    except (EOFError, OSError):
+        return  # The server closed the pipe, or exited.
 
 
 def _describe_exit(code: int | None) -> str:
