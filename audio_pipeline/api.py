@@ -24,6 +24,7 @@ from .stt import SttUnavailable
 from .tts import (
     ENGINES,
     NothingToSay,
+    TtsFailed,
     TtsUnavailable,
     UnknownVoice,
     engines_report,
@@ -138,7 +139,7 @@ async def speech_to_text(
     }
 
 
-@router.post("/tts", summary="Speak text", response={200: None, 503: ErrorOut})
+@router.post("/tts", summary="Speak text", response={200: None, 422: ErrorOut, 503: ErrorOut})
 async def text_to_speech(request: HttpRequest, payload: TtsIn):
     if len(payload.text) > settings.TTS_MAX_CHARS:
         raise ApiError(
@@ -171,6 +172,8 @@ async def text_to_speech(request: HttpRequest, payload: TtsIn):
         )
     except NothingToSay as exc:
         raise ApiError(422, "nothing_to_say", str(exc), field="text") from exc
+    except TtsFailed as exc:
+        raise ApiError(422, "tts_failed", str(exc)) from exc
     except TtsUnavailable as exc:
         raise ApiError(503, "tts_unavailable", str(exc)) from exc
     body = await tts_body(stream, payload.format)

@@ -11,6 +11,10 @@ say "check mark"), which nobody reading a reply aloud would do. `spoken_text(tex
 
 English and Spanish have words; other languages get the removals only (their engines read digits
 and punctuation themselves).
+
+`tamed(text, repeats=, word_chars=)` cuts what no reader says and what crashes espeak-ng's
+phonemizer (issue 21: "s's's'…" overflows its stack): a run of the same 1-4 characters
+repeated more than `repeats` times, a "word" longer than `word_chars`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ _BETWEEN_NUMBERS = re.compile(rf"({_NUMBER})\s?([+=×])\s?(?={_NUMBER})")
 _AMPERSAND = re.compile(r"\s?&\s?")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?…)\]}»”])")
 _SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\S+")
 
 
 def _language(language: str) -> dict[str, str] | None:
@@ -89,3 +94,18 @@ def spoken_text(text: str, language: str = "en") -> str:
         text = "".join(" " if ch in _KEEP_SYMBOLS else ch for ch in text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def tamed(text: str, *, repeats: int, word_chars: int) -> str:
+    """`text` with runs of a repeated unit (1-4 characters, not digits: "1000000" stays) cut to
+    `repeats` units ("hahahahaha" → "hahaha" at 3) and words longer than `word_chars` split
+    into pieces of that many characters; 0 turns either off."""
+    if repeats > 0:
+        run = re.compile(rf"([^\d\s]{{1,4}}?)\1{{{repeats},}}")
+        text = run.sub(lambda m: m[1] * repeats, text)
+    if word_chars > 0:
+        text = _WORD.sub(
+            lambda m: " ".join(m[0][i : i + word_chars] for i in range(0, len(m[0]), word_chars)),
+            text,
+        )
+    return text

@@ -14,6 +14,7 @@ from realtime.text_safety import validate_safe_text
 from .names import name_key, normalize_name
 from .reply_limits import reply_tokens_problem
 from .tokens import count_to_store
+from .voices import voice_problem
 
 LANGUAGE_VALIDATOR = RegexValidator(
     r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a language tag such as 'es', 'en' or 'es-MX'."
@@ -46,6 +47,10 @@ def validate_voices(value: object) -> None:
     ):
         raise ValidationError("Voices map an engine name to a voice name, e.g. {'edge': '…'}.")
     validate_safe_text(value)
+    # Checked when saved: a voice an engine lacks would fail every sentence of this character.
+    problems = [p for engine, voice in value.items() if (p := voice_problem(engine, voice))]
+    if problems:
+        raise ValidationError(" ".join(problems), code="unknown_voice")
 
 
 class TimestampedModel(models.Model):

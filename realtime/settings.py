@@ -380,6 +380,16 @@ TTS_ESPEAK_BINARY = env_str("TTS_ESPEAK_BINARY", "espeak-ng")
 # espeak-ng inside the process (libespeak-ng; ~3 ms of CPU a sentence) rather than its program
 # per sentence (~13 ms, isolated from the server). docs/configuration.md.
 TTS_ESPEAK_IN_PROCESS = env_bool("TTS_ESPEAK_IN_PROCESS", True)
+# Engines that run native code (Piper, libespeak-ng) run in supervised worker processes: this
+# many per engine, a job killed (and its worker replaced) after this many seconds without audio,
+# and at most this many jobs waiting for a worker (more are refused). docs/reliability.md.
+TTS_WORKERS = env_int("TTS_WORKERS", 2)
+TTS_WORKER_TIMEOUT = env_float("TTS_WORKER_TIMEOUT", 20.0)
+TTS_WORKER_QUEUE = env_int("TTS_WORKER_QUEUE", 32)
+# What reaches an engine: a unit of 1-4 characters repeated more than this is cut to this many,
+# a "word" longer than this is split (0: off). espeak-ng crashes on some such texts.
+TTS_REPEAT_MAX = env_int("TTS_REPEAT_MAX", 3)
+TTS_WORD_MAX_CHARS = env_int("TTS_WORD_MAX_CHARS", 40)
 SENTENCE_MAX_CHARS = env_int("SENTENCE_MAX_CHARS", 200)
 # A reply's first spoken chunk may end at a clause (, : ; –) once it has this many words (0: off).
 SENTENCE_FIRST_CLAUSE_WORDS = env_int("SENTENCE_FIRST_CLAUSE_WORDS", 4)

@@ -7,7 +7,8 @@ the reply engine's module (`openai` and its types: 600-700 ms of import, on the 
 first turn), the URLconf (~100 ms), the voice loop's lazily imported modules, the first query's
 compiler, and 16 socket threads started one by one from the loop (`Thread.start` waits for
 each) with their database connections. A first voice session also loaded its recogniser's
-model, the VAD and end-of-turn models and the Piper voice (~0.6 s for English).
+model, the VAD and end-of-turn models and the Piper voice (~0.6 s for English). The TTS engines
+that run native code start their worker processes here (each loads its model).
 """
 
 from __future__ import annotations
@@ -69,13 +70,14 @@ def _espeak() -> None:
     if settings.TTS_ESPEAK_IN_PROCESS:
         from audio_pipeline.tts.espeak import library_usable
 
-        library_usable()  # libespeak-ng and its data.
+        library_usable()  # Its workers start and load libespeak-ng and its data.
 
 
 def _voice_models() -> str:
     """The models a voice session in the default language (LANGUAGE_CODE) opens: its
-    recogniser's, the VAD and end-of-turn models, and the Piper voice (~0.6 s for English
-    here, paid by the first voice session otherwise). Other languages load at first use."""
+    recogniser's, the VAD and end-of-turn models, and the Piper workers, each loading the voice
+    (~0.6 s for English here, paid by the first voice session otherwise). Other languages load
+    at first use."""
     from django.conf import settings
 
     from audio_pipeline.stt import selection
@@ -94,10 +96,11 @@ def _voice_models() -> str:
         open_hearing(16000).close()
         loaded.append("VAD and end of turn")
     if "piper" in chain.chain_for(language):
-        from audio_pipeline.tts.piper_engine import load_voice
+        from audio_pipeline.tts.piper_engine import piper_pool
 
-        load_voice()
-        loaded.append("Piper voice")
+        pool = piper_pool()
+        pool.start()
+        loaded.append(f"Piper voice in {pool.alive()} workers")
     return ", ".join(loaded)
 
 

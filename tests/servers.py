@@ -30,6 +30,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "VOZ_ENV_FILE": str(data_dir / ".env"),
         "DJANGO_SETTINGS_MODULE": "realtime.settings",
         "TTS_ENGINES": "piper,espeak",  # edge-tts cannot be reached from here.
+        "TTS_WORKERS": "1",  # One worker per native TTS engine: a test server starts sooner.
         **extra,
     }
 

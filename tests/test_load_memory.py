@@ -122,7 +122,7 @@ def test_readyz_details_show_the_speech_model_cache():
     assert set(details) == {
         "vosk_models",
         "whisper_models",
-        "piper_voice_loaded",
+        "tts_workers",
         "sphinx_decoders",
     }
     assert set(details["sphinx_decoders"]) == {"built", "reused", "idle"}

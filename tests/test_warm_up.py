@@ -73,8 +73,9 @@ def test_the_first_sessions_find_their_modules_threads_and_connections_ready(tmp
             "database",
         ]
     )
-    # English voice sessions (LANGUAGE_CODE) find Whisper tiny.en and the Piper voice loaded.
-    assert seen["models"]["whisper_models"] == 1 and seen["models"]["piper_voice_loaded"]
+    # English voice sessions (LANGUAGE_CODE) find Whisper tiny.en and the Piper workers ready.
+    assert seen["models"]["whisper_models"] == 1
+    assert seen["models"]["tts_workers"]["piper"]["alive"] == 2
     assert seen["size"] == 3 and seen["socket_threads"] == 3
     assert seen["connected"] == [True, True, True]  # Each socket thread holds its connection.
     assert "failed" not in log

@@ -2,7 +2,8 @@
 
 - Vosk: one `vosk.Model` per model path (`vosk_engine.load_model`); each session only adds its
   small `KaldiRecognizer`.
-- Piper: one voice per process (`tts.piper_engine.load_voice`).
+- Piper and libespeak-ng: loaded once in each of their worker processes
+  (`tts.worker_pool`), not here; `stats()` counts those workers.
 - PocketSphinx cannot share a model between decoders (each `Decoder` loads its own acoustic
   model, dictionary and search: ~50-90 MiB and 0.3-2 s of CPU here). Decoders are therefore
   pooled: a recogniser takes one and gives it back when it is closed or collected, so a new session
@@ -85,7 +86,7 @@ def clear() -> None:
 
 def stats() -> dict:
     from audio_pipeline.stt import vosk_engine, whisper_engine
-    from audio_pipeline.tts import piper_engine
+    from audio_pipeline.tts import espeak, piper_engine
 
     with _lock:
         idle = sum(len(decoders) for decoders in _idle.values())
@@ -93,6 +94,8 @@ def stats() -> dict:
     return {
         "vosk_models": len(vosk_engine._models),
         "whisper_models": len(whisper_engine._models),
-        "piper_voice_loaded": piper_engine._voice is not None,
+        "tts_workers": {
+            pool.name: pool.stats() for pool in (piper_engine._pool, espeak._pool) if pool
+        },
         "sphinx_decoders": {"built": built, "reused": reused, "idle": idle},
     }

@@ -1,9 +1,10 @@
 """Text to speech: `synthesize_with_fallback(text, language=..., voices=...)` and the types."""
 
-from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, Voice
+from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, TtsRequestError, Voice
 from .chain import (
     ENGINES,
     NothingToSay,
+    TtsFailed,
     TtsStream,
     TtsUnavailable,
     UnknownVoice,
@@ -20,6 +21,8 @@ __all__ = [
     "NothingToSay",
     "TtsEngine",
     "TtsError",
+    "TtsFailed",
+    "TtsRequestError",
     "TtsStream",
     "TtsUnavailable",
     "UnknownVoice",

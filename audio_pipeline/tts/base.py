@@ -24,7 +24,13 @@ class Voice:
 
 
 class TtsError(RuntimeError):
-    """An engine failed to produce audio."""
+    """An engine failed to produce audio (the engine itself: its breaker opens)."""
+
+
+class TtsRequestError(TtsError):
+    """This request failed and the engine is fine: a voice it does not have, a text it cannot
+    say, a worker that crashed or hung on this text. It never opens the engine's breaker, and
+    its message may name this request's own settings (it goes back only to this request)."""
 
 
 class TtsEngine(Protocol):

@@ -1,7 +1,11 @@
 """The TTS fallback chain: engines in settings order per language, each behind a circuit breaker.
 
 An engine that fails before its first audio chunk hands over to the next; one that fails later
-raises (the listener already heard part of it) and opens its breaker.
+raises (the listener already heard part of it). Only the engine's own failures open its breaker
+(it cannot start, it cannot be reached); a failure of one request (`TtsRequestError`: a voice
+it lacks, a text it cannot say or that crashed its worker) does not, so one user's setting or
+text never turns the engine off for everyone. The breaker's reason is shown to every user
+(503s, GET /api/voices): it is only ever an engine failure, never a request's details.
 """
 
 from __future__ import annotations
@@ -12,8 +16,15 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from ..spoken import spoken_text
-from .base import AudioChunk, CircuitBreaker, TtsEngine, TtsError, base_language
+from ..spoken import spoken_text, tamed
+from .base import (
+    AudioChunk,
+    CircuitBreaker,
+    TtsEngine,
+    TtsError,
+    TtsRequestError,
+    base_language,
+)
 from .edge import EdgeTts
 from .espeak import EspeakTts
 from .piper_engine import PiperTts
@@ -26,6 +37,11 @@ _breakers: dict[str, CircuitBreaker] = {}
 
 class TtsUnavailable(TtsError):
     """Every engine in the chain was skipped or failed."""
+
+
+class TtsFailed(TtsRequestError):
+    """The engines that could speak failed on this request (its text or its voices); the
+    engines themselves are fine."""
 
 
 class UnknownVoice(ValueError):
@@ -62,6 +78,17 @@ def voice_map_for(voice: str) -> dict[str, str]:
     return found
 
 
+def voice_problem(engine: str, voice: str) -> str | None:
+    """Why a character cannot be saved with `voice` for `engine`, or None. An engine that is
+    not usable here (not installed) cannot tell its voices: any name is accepted for it."""
+    found = ENGINES.get(engine)
+    if found is None:
+        return f"Unknown TTS engine {engine!r}; the engines are {', '.join(ENGINES)}."
+    if found.available()[0] and not found.knows_voice(voice):
+        return f"Engine {engine!r} has no voice {voice!r}; see GET /api/voices."
+    return None
+
+
 @dataclass
 class TtsStream:
     """Audio from the engine that served; iterate it for every chunk (the first included)."""
@@ -77,6 +104,8 @@ class TtsStream:
         try:
             async for chunk in self.rest:
                 yield chunk
+        except TtsRequestError:
+            raise
         except Exception as exc:
             breaker(self.engine).record_failure(f"{type(exc).__name__}: {exc}")
             raise
@@ -100,13 +129,20 @@ async def synthesize_with_fallback(
     """Start speaking `text`: the first engine of the chain that yields audio serves it.
 
     `voices` maps engine → voice (a Character's `voices`); engines without one use their
-    default voice for `language`. Raises TtsUnavailable with every engine's reason.
+    default voice for `language`. Raises TtsFailed when an engine failed on this request (its
+    text, its voice), else TtsUnavailable, with every engine's reason.
     """
-    text = spoken_text(text, language)  # Every door: emoji and symbols are read as people would.
+    # Every door: emoji and symbols are read as people would, and runs no one reads are cut.
+    text = tamed(
+        spoken_text(text, language),
+        repeats=settings.TTS_REPEAT_MAX,
+        word_chars=settings.TTS_WORD_MAX_CHARS,
+    )
     if not text:
         raise NothingToSay("Nothing to say: the text holds no words once emoji are removed.")
     voices = voices or {}
     skipped: dict[str, str] = {}
+    failed_here = False  # An engine failed on this request (not as an engine).
     for name in engines or chain_for(language):
         engine = ENGINES.get(name)
         if engine is None:
@@ -130,6 +166,11 @@ async def synthesize_with_fallback(
         except StopAsyncIteration:
             skipped[name] = "produced no audio"
             continue
+        except TtsRequestError as exc:
+            failed_here = True
+            skipped[name] = str(exc)
+            log.warning("TTS: %s failed on a request for '%s': %s", name, language, exc)
+            continue
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             guard.record_failure(error)
@@ -139,10 +180,10 @@ async def synthesize_with_fallback(
             )
             continue
         return TtsStream(name, voice, first, stream, skipped)
-    raise TtsUnavailable(
-        f"No TTS engine could speak '{language}': "
-        + "; ".join(f"{k}: {v}" for k, v in skipped.items())
-    )
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    if failed_here:
+        raise TtsFailed(f"The text could not be spoken: {reasons}")
+    raise TtsUnavailable(f"No TTS engine could speak '{language}': {reasons}")
 
 
 def engines_report() -> list[dict]:

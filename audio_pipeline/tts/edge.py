@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from .base import AudioChunk, TtsError, Voice, base_language
+from .base import AudioChunk, TtsError, TtsRequestError, Voice, base_language
 
 SAMPLE_RATE = 24000  # edge-tts' default output: audio-24khz-48kbitrate-mono-mp3
-VOICE_NAME = re.compile(r"^[a-z]{2,3}-[A-Za-z0-9]{2,8}(-[A-Za-z0-9]+)?-[A-Za-z]+Neural$")
+# As edge-tts checks it (a name it refuses would fail every sentence of a character).
+VOICE_NAME = re.compile(r"^[a-z]{2,3}-[A-Z]{2,8}(-[A-Za-z0-9]+)?-[A-Za-z]+Neural$")
 # A few well-known voices to list offline; any name of the edge form is accepted.
 KNOWN_VOICES = (
     Voice("es-ES-AlvaroNeural", "edge", "es-ES", "male"),
@@ -53,17 +54,22 @@ class EdgeTts:
         import edge_tts
 
         voice = voice or self.default_voice(language)
+        if voice and not self.knows_voice(voice):
+            raise TtsRequestError(f"{voice!r} is not an edge voice name (e.g. en-US-AriaNeural).")
         if not voice:
-            raise TtsError(f"No edge voice configured for '{language}' (TTS_EDGE_VOICES).")
+            raise TtsRequestError(f"No edge voice configured for '{language}' (TTS_EDGE_VOICES).")
         connect = settings.TTS_CONNECT_TIMEOUT
         per_chunk = settings.TTS_CHUNK_TIMEOUT
-        communicate = edge_tts.Communicate(
-            text,
-            voice,
-            proxy=settings.TTS_EDGE_PROXY or None,
-            connect_timeout=max(1, round(connect)),
-            receive_timeout=max(1, round(per_chunk)),
-        )
+        try:
+            communicate = edge_tts.Communicate(
+                text,
+                voice,
+                proxy=settings.TTS_EDGE_PROXY or None,
+                connect_timeout=max(1, round(connect)),
+                receive_timeout=max(1, round(per_chunk)),
+            )
+        except ValueError as exc:  # The voice's name: this request's, not the engine's.
+            raise TtsRequestError(f"edge-tts refused it: {exc}") from exc
         stream = communicate.stream()
         timeout = connect + per_chunk  # The first chunk also pays for the connection.
         try:
@@ -74,6 +80,9 @@ class EdgeTts:
                     return
                 except TimeoutError as exc:
                     raise TtsError(f"edge-tts sent nothing for {timeout:.1f} s") from exc
+                except edge_tts.exceptions.NoAudioReceived as exc:
+                    # The service answered: this voice or this text gave nothing to say.
+                    raise TtsRequestError(f"edge-tts made no audio with voice {voice!r}") from exc
                 except (OSError, edge_tts.exceptions.EdgeTTSException, ValueError) as exc:
                     raise TtsError(f"edge-tts failed: {type(exc).__name__}: {exc}") from exc
                 except Exception as exc:  # aiohttp errors that are not OSErrors.

@@ -1,9 +1,10 @@
 """espeak-ng: offline, robotic, every language; the last resort (and Spanish offline).
 
-Sentences are synthesised inside the process through libespeak-ng (`TTS_ESPEAK_IN_PROCESS`,
-the default: ~3 ms of CPU a sentence instead of ~13 ms for starting the program each time,
-audio_pipeline/tts/espeak_library.py); with the setting off, or when the library cannot be
-loaded, each sentence runs the `espeak-ng` program (a crash in it then cannot reach the server).
+Sentences are synthesised through libespeak-ng kept loaded in supervised worker processes
+(`TTS_ESPEAK_IN_PROCESS`, the default: ~3 ms of CPU a sentence instead of ~13 ms for starting
+the program each time; audio_pipeline/tts/espeak_library.py, worker_pool.py); with the setting
+off, or when no worker can load the library, each sentence runs the `espeak-ng` program. Either
+way a crash in espeak-ng costs one sentence, never the server.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import shutil
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +22,9 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from .base import AudioChunk, TtsError, Voice, base_language
-from .espeak_library import espeak_library
+from .base import AudioChunk, TtsError, TtsRequestError, Voice, base_language
+from .espeak_library import EspeakLibrary
+from .worker_pool import WorkerPool, WorkersDown
 
 logger = logging.getLogger(__name__)
 
@@ -94,25 +97,50 @@ def _run(command: list[str], text: bytes) -> tuple[int, bytes, bytes]:
     try:
         done = subprocess.run(command, input=text, capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
-        raise TtsError("espeak-ng timed out") from exc
+        raise TtsRequestError("espeak-ng timed out on this text") from exc
     except OSError as exc:
         raise TtsError(f"espeak-ng could not start: {exc}") from exc
     return done.returncode, done.stdout, done.stderr
 
 
 _library_failed: str | None = None
+_pool: WorkerPool | None = None
+_pool_lock = threading.Lock()
+
+
+def espeak_pool() -> WorkerPool:
+    """The process's libespeak-ng workers (created here, started by `library_usable`)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = WorkerPool(
+                "espeak",
+                EspeakLibrary(),
+                size=settings.TTS_WORKERS,
+                timeout=settings.TTS_WORKER_TIMEOUT,
+                max_waiting=settings.TTS_WORKER_QUEUE,
+            )
+        _pool.timeout = settings.TTS_WORKER_TIMEOUT  # Read again: it may change at run time.
+        return _pool
 
 
 def library_usable() -> bool:
-    """Can libespeak-ng be loaded? Asked once; a failure is logged and the program used."""
+    """Can workers load libespeak-ng? Asked once (blocking: starts the workers); a failure is
+    logged and the program used."""
     global _library_failed
     if _library_failed is None:
         try:
-            espeak_library().load()
+            espeak_pool().start()
             _library_failed = ""
-        except OSError as exc:
-            _library_failed = str(exc) or type(exc).__name__
+        except WorkersDown as exc:
+            _library_failed = str(exc)
             logger.warning("libespeak-ng not loaded (%s): running espeak-ng per sentence.", exc)
+    return not _library_failed
+
+
+async def _library_ready() -> bool:
+    if _library_failed is None:  # Not asked yet: starting the workers blocks.
+        return await asyncio.to_thread(library_usable)
     return not _library_failed
 
 
@@ -146,9 +174,11 @@ class EspeakTts:
         self, text: str, *, language: str, voice: str | None
     ) -> AsyncIterator[AudioChunk]:
         name = voice or self.default_voice(language) or "en"
-        if settings.TTS_ESPEAK_IN_PROCESS and library_usable():
-            pcm, rate = await espeak_library().synthesize(text, name)
-            yield AudioChunk(pcm, "pcm16", rate)
+        if voice and not self.knows_voice(voice):
+            raise TtsRequestError(f"espeak-ng has no voice {voice!r}; see GET /api/voices.")
+        if settings.TTS_ESPEAK_IN_PROCESS and await _library_ready():
+            async for pcm, rate in espeak_pool().synthesize(text, name):
+                yield AudioChunk(pcm, "pcm16", rate)
             return
         binary = espeak_binary()
         if not binary:
@@ -156,6 +186,8 @@ class EspeakTts:
         command = [binary, "-v", name, "--stdout"]
         loop = asyncio.get_running_loop()
         returncode, out, err = await loop.run_in_executor(_spawner(), _run, command, text.encode())
+        if returncode < 0:  # Killed by a signal: this text crashed it.
+            raise TtsRequestError(f"espeak-ng crashed on this text (signal {-returncode})")
         if returncode != 0:
             raise TtsError(f"espeak-ng failed: {err.decode(errors='replace')[:200]}")
         pcm, rate = parse_wav_pcm16(out)

@@ -1,18 +1,25 @@
-"""Piper: offline neural English (en_US-joe-medium by default), one shared voice per process."""
+"""Piper: offline neural English (en_US-joe-medium by default), in supervised worker processes.
+
+Piper phonemises with its own copy of espeak-ng, which some texts crash (issue 21): the voice
+runs in `WorkerPool` processes (audio_pipeline/tts/worker_pool.py), each with it loaded, and
+each sentence's audio comes back as soon as it is made.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from django.conf import settings
 
-from .base import AudioChunk, TtsError, Voice, base_language
+from .base import AudioChunk, TtsRequestError, Voice, base_language
+from .worker_pool import WorkerPool
 
 _voice = None
 _voice_lock = threading.Lock()
+_pool: WorkerPool | None = None
+_pool_lock = threading.Lock()
 
 
 def _model_paths() -> tuple[Path, Path]:
@@ -25,7 +32,8 @@ def _model_paths() -> tuple[Path, Path]:
 
 
 def load_voice():
-    """Load the Piper voice once (thread-safe); ~0.85 s."""
+    """The Piper voice loaded in this process (~0.85 s, once). For tests and benches that make
+    speech from their own fixed texts; the server's speech goes through the workers."""
     global _voice
     with _voice_lock:
         if _voice is None:
@@ -34,6 +42,42 @@ def load_voice():
             model, config = _model_paths()
             _voice = PiperVoice.load(str(model), config_path=str(config))
         return _voice
+
+
+class PiperSynthesiser:
+    """The worker side: one loaded voice; `synthesize` yields (PCM16, 22050) per sentence."""
+
+    def __init__(self, model: str, config: str) -> None:
+        self.model, self.config = model, config
+        self._voice = None
+
+    def load(self) -> None:
+        from piper import PiperVoice
+
+        self._voice = PiperVoice.load(self.model, config_path=self.config)
+        for _ in self._voice.synthesize("Ready."):  # The first run is slow (~0.3 s): not a user's.
+            pass
+
+    def synthesize(self, text: str, voice: str | None) -> Iterator[tuple[bytes, int]]:
+        for chunk in self._voice.synthesize(text):
+            yield chunk.audio_int16_bytes, chunk.sample_rate
+
+
+def piper_pool() -> WorkerPool:
+    """The process's Piper workers (created here, started at warm-up or by the first job)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            model, config = _model_paths()
+            _pool = WorkerPool(
+                "piper",
+                PiperSynthesiser(str(model), str(config)),
+                size=settings.TTS_WORKERS,
+                timeout=settings.TTS_WORKER_TIMEOUT,
+                max_waiting=settings.TTS_WORKER_QUEUE,
+            )
+        _pool.timeout = settings.TTS_WORKER_TIMEOUT  # Read again: it may change at run time.
+        return _pool
 
 
 class PiperTts:
@@ -71,15 +115,7 @@ class PiperTts:
     async def synthesize(
         self, text: str, *, language: str, voice: str | None
     ) -> AsyncIterator[AudioChunk]:
-        try:
-            piper_voice = await asyncio.to_thread(load_voice)
-            chunks = iter(
-                piper_voice.synthesize(text)
-            )  # A lazy generator: each next() in a thread.
-            while True:
-                chunk = await asyncio.to_thread(next, chunks, None)
-                if chunk is None:
-                    return
-                yield AudioChunk(chunk.audio_int16_bytes, "pcm16", chunk.sample_rate)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise TtsError(f"piper failed: {type(exc).__name__}: {exc}") from exc
+        if voice and not self.knows_voice(voice):
+            raise TtsRequestError(f"Piper has no voice {voice!r} (it has {self.voice_name()!r}).")
+        async for pcm, rate in piper_pool().synthesize(text, None):
+            yield AudioChunk(pcm, "pcm16", rate)

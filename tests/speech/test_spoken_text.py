@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audio_pipeline.spoken import spoken_text
+from audio_pipeline.spoken import spoken_text, tamed
 from audio_pipeline.tts import synthesize_with_fallback
 
 
@@ -51,3 +51,23 @@ def test_http_tts_of_only_emoji_is_a_clear_422(api):
     response = api.post("/api/tts", {"text": "😀🎉", "language": "en"})
     assert response.status_code == 422
     assert response.json()["code"] == "nothing_to_say"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("s's's's's's's's's's's's'", "s's's'"),
+        ("Hahahahaha!!!!!! Hmmmmm......", "Hahahaha!!! Hmmm..."),  # "ah" × 4 → × 3.
+        ("1000000 and 2222222 stay", "1000000 and 2222222 stay"),
+        ("a" * 100, "aaa"),
+        ("x" + "abcdefghij" * 5, "xabcdefghijabcdefghijabcdefghijabcdefghi jabcdefghij"),
+        ("Mississippi bookkeeper", "Mississippi bookkeeper"),
+    ],
+)
+def test_tamed_cuts_repeats_and_splits_overlong_words(text, expected):
+    assert tamed(text, repeats=3, word_chars=40) == expected
+
+
+def test_tamed_with_zero_changes_nothing():
+    text = "s'" * 110
+    assert tamed(text, repeats=0, word_chars=0) == text
