@@ -51,6 +51,19 @@ def engine_names(language: str) -> dict[str, Any]:
     return {"tts_engines": tuple(chain_for(language)), "llm_engine": settings.LLM_ENGINE}
 
 
+async def language_spoken(language: str) -> bool:
+    """Whether a TTS engine of `language`'s chain speaks it (what POST /api/tts checks), looked
+    up off the event loop (espeak lists its voices with a subprocess, once)."""
+    from audio_pipeline.tts.chain import chain_for
+
+    def spoken() -> bool:
+        return any(
+            tts.ENGINES[n].supports(language) for n in chain_for(language) if n in tts.ENGINES
+        )
+
+    return await asyncio.to_thread(spoken)
+
+
 async def open_hearing(input_rate: int):
     """A session's voice activity and end-of-turn detection (audio_pipeline.hearing), opened off
     the event loop (the Smart Turn model loads once per process)."""
