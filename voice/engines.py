@@ -51,17 +51,19 @@ def engine_names(language: str) -> dict[str, Any]:
     return {"tts_engines": tuple(chain_for(language)), "llm_engine": settings.LLM_ENGINE}
 
 
-async def language_spoken(language: str) -> bool:
-    """Whether a TTS engine of `language`'s chain speaks it (what POST /api/tts checks), looked
-    up off the event loop (espeak lists its voices with a subprocess, once)."""
+async def language_spoken(language: str, voices: dict[str, str]) -> bool:
+    """Whether an engine of `language`'s TTS chain speaks it with a voice it has (the
+    character's `voices`, or the engine's default for the language): without one every sentence
+    would fail. Looked up off the event loop (espeak lists its voices with a subprocess, once)."""
     from audio_pipeline.tts.chain import chain_for
 
-    def spoken() -> bool:
-        return any(
-            tts.ENGINES[n].supports(language) for n in chain_for(language) if n in tts.ENGINES
+    def spoken(name: str) -> bool:
+        engine = tts.ENGINES.get(name)
+        return engine is not None and (
+            engine.supports(language) and bool(voices.get(name) or engine.default_voice(language))
         )
 
-    return await asyncio.to_thread(spoken)
+    return await asyncio.to_thread(lambda: any(spoken(n) for n in chain_for(language)))
 
 
 async def open_hearing(input_rate: int):

@@ -136,7 +136,9 @@ class VoiceSession:
             )
         character = instance.character
         language = start.language or character.language
-        if start.output_format != TEXT_ONLY and not await engines.language_spoken(language):
+        if start.output_format != TEXT_ONLY and not await engines.language_spoken(
+            language, dict(character.voices or {})
+        ):
             raise ProtocolError(
                 "language_unsupported",
                 f"No configured TTS engine speaks {language!r}: choose another 'language', or "
