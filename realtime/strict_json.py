@@ -85,6 +85,17 @@ def loads(raw: str | bytes) -> Any:
         raise JsonInputError(f"Not valid JSON: {exc}") from None
 
 
+class StrictJSONDecoder(json.JSONDecoder):
+    """`loads` as a decoder class, for code that takes one (Django's forms.JSONField: the admin).
+    Its refusals are JSONDecodeErrors, the one error such code expects."""
+
+    def decode(self, s: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return loads(s)
+        except JsonInputError as exc:
+            raise json.JSONDecodeError(exc.message, s, 0) from None
+
+
 def dumps(value: Any, **kwargs: Any) -> str:
     """`json.dumps` that writes only JSON: NaN and infinities in dicts, lists and tuples become
     null (a value we could not measure is unknown, not an error for the client). Raises

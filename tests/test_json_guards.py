@@ -237,3 +237,45 @@ async def test_sse_delta_with_a_lone_surrogate_from_the_model_is_valid_json(
     assert "".join(data["delta"] for name, data in events if name == "delta").startswith("Hi ")
     stored = await sync_to_async(list)(Message.objects.filter(role="user"))
     assert [m.text for m in stored] == ["Hi"]
+
+
+# The admin ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("voices", "temperature"),
+    [
+        ('{"espeak": ' + "1" * 5000 + "}", "0.5"),
+        ('{"espeak": NaN}', "0.5"),
+        ('{"espeak": "es"' + ", " + '"x": [' * 40 + "]" * 40 + "}", "0.5"),
+        ("{}", "nan"),
+        ("{}", "inf"),
+        ("{}", "1" * 5000),
+    ],
+    ids=["5000-digits", "nan", "deep", "temperature-nan", "temperature-inf", "temperature-huge"],
+)
+def test_admin_refuses_nan_and_huge_numbers_with_a_form_error(
+    client, staff_user, character, voices, temperature
+):
+    staff_user.is_superuser = True
+    staff_user.save()
+    client.force_login(staff_user)
+    response = client.post(
+        f"/admin/characters/character/{character.id}/change/",
+        {
+            "name": character.name,
+            "description": character.description,
+            "language": "es",
+            "greeting": "",
+            "voices": voices,
+            "model_name": "",
+            "temperature": temperature,
+            "instances-TOTAL_FORMS": "0",
+            "instances-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200  # The form again, with the error; not a 500.
+    assert "errornote" in response.content.decode()
+    character.refresh_from_db()
+    assert character.voices == {"edge": "es-ES-ElviraNeural"}
+    assert character.temperature is None
