@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -107,6 +108,15 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("API: unexpected error on %s %s", request.method, request.path)
     return error_response(
         request, 500, "internal_error", "The server failed on this request; it was logged."
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    """ninja reads `request.body` outside its parse-error handling: without this, a 500."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(
+        request, 413, "too_large", f"The body is over HTTP_MAX_BODY_BYTES ({limit} bytes)."
     )
 
 

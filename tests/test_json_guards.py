@@ -279,3 +279,11 @@ def test_admin_refuses_nan_and_huge_numbers_with_a_form_error(
     character.refresh_from_db()
     assert character.voices == {"edge": "es-ES-ElviraNeural"}
     assert character.temperature is None
+
+
+def test_a_json_body_over_the_body_limit_is_413(api, instance, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = api.put(f"/api/instances/{instance.id}/memory", {"text": "x" * 2000})
+    _assert_refused(response, 413, "too_large")
+    instance.refresh_from_db()
+    assert instance.memory == "Vive en Madrid."
