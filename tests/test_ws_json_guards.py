@@ -140,7 +140,9 @@ async def test_observe_and_ping_sockets_refuse_huge_numbers_and_nan(token, insta
 # Language at session.start (item 11) -------------------------------------------------------
 
 
-@pytest.mark.parametrize("language", ["../../../../etc", "es/../../x", "e", "ES", "es_ES", 7])
+@pytest.mark.parametrize(
+    "language", ["../../../../etc", "es/../../x", "e", "ES", "es_ES", "es\n", 7]
+)
 async def test_session_start_refuses_a_language_that_is_not_a_tag(token, instance, language):
     ws = await open_socket("/ws/voice/", token)
     await ws.send_to(

@@ -95,7 +95,7 @@ def parse_session_start(message: dict[str, Any]) -> SessionStart:
         raise ProtocolError("invalid_message", "session.start needs 'instance' (an instance name).")
     language = message.get("language")
     if language is not None and (
-        not isinstance(language, str) or len(language) > 35 or not LANGUAGE_TAG.match(language)
+        not isinstance(language, str) or len(language) > 35 or not LANGUAGE_TAG.fullmatch(language)
     ):
         raise ProtocolError(
             "invalid_message", "'language' must be a language tag such as 'es', 'en' or 'es-MX'."
