@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest
+
+from realtime.strict_json import StrictJSONDecoder
 
 from . import services
 from .models import Character, CharacterInstance, Conversation, MemoryRevision, Message
@@ -24,6 +27,8 @@ class CharacterAdmin(admin.ModelAdmin):
     search_fields = ("name", "description")
     readonly_fields = ("id", "created_at", "updated_at")
     inlines = [InstanceInline]
+    # `voices` as strict JSON: NaN or a 5,000-digit number is a form error, not a 500.
+    formfield_overrides = {models.JSONField: {"decoder": StrictJSONDecoder}}
 
 
 class MemoryRevisionInline(admin.TabularInline):

@@ -31,14 +31,13 @@ It makes five promises that no consumer has to remember:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from autobahn.exception import Disconnected
 from django.conf import settings
 
-from realtime import close_codes
+from realtime import close_codes, strict_json
 from realtime.sync_threads import socket_threads
 from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
 
@@ -69,7 +68,7 @@ REFUSALS: dict[int, tuple[str, str]] = {
 
 def error_frame(code: str, message: str, *, fatal: bool, **extra: Any) -> dict[str, Any]:
     event = {"type": "error", "code": code, "message": message, "fatal": fatal, **extra}
-    return {"type": "websocket.send", "text": json.dumps(event)}
+    return {"type": "websocket.send", "text": strict_json.dumps(event)}
 
 
 def frame_problem(text: str) -> dict[str, Any] | None:
@@ -87,9 +86,9 @@ def frame_problem(text: str) -> dict[str, Any] | None:
             "bad_json", f"JSON nests deeper than {MAX_JSON_DEPTH} levels.", fatal=False
         )
     try:
-        message = json.loads(text)
+        message = strict_json.loads(text)
     except ValueError:
-        return None  # Not JSON: the consumer answers `bad_json` itself.
+        return None  # Not (strict) JSON: the consumer answers `bad_json` itself.
     found = find_unsafe(message)
     if found is None:
         return None

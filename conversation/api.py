@@ -5,7 +5,7 @@ Async views: the ORM runs through `sync_to_async`, the model stream on the event
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import AsyncGenerator
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from ninja import Router, Schema
 
 from characters import selectors
 from characters.models import Message
+from realtime import strict_json
 
 from . import services
 from .engines import LlmTimeoutError
@@ -23,6 +24,7 @@ from .errors import ConversationEnded, ConversationNotFound, MessageNotStored, T
 from .memory import memory_consolidate
 from .turns import ReplyTurn, conversation_open, reply_turn, text_validate
 
+logger = logging.getLogger(__name__)
 router = Router(tags=["conversation"])
 
 
@@ -69,7 +71,8 @@ def _error_body(turn: ReplyTurn) -> dict:
 
 
 def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    # ASCII escapes: a lone surrogate from the model stays valid JSON and encodable bytes.
+    return f"event: {event}\ndata: {strict_json.dumps(data)}\n\n"
 
 
 def _wants_stream(request: HttpRequest) -> bool:
@@ -119,6 +122,24 @@ async def chat(request: HttpRequest, instance_id: UUID, payload: ChatIn):
 
 
 async def _events(turn: ReplyTurn) -> AsyncGenerator[str, None]:
+    """The SSE stream: `start`, `delta`s, then `done` or `error`. It always ends with one of the
+    two: an exception nobody expected still becomes an `error` event (`internal_error`), so a
+    client never waits on a stream that has silently stopped."""
+    try:
+        async for event in _turn_events(turn):
+            yield event
+    except Exception:
+        logger.exception("Chat stream failed")
+        yield _sse(
+            "error",
+            {
+                "code": "internal_error",
+                "message": "The server failed on this reply; it was logged.",
+            },
+        )
+
+
+async def _turn_events(turn: ReplyTurn) -> AsyncGenerator[str, None]:
     try:
         async with turn:
             yield _sse("start", _turn_ids(turn))

@@ -45,6 +45,7 @@ from characters.models import CharacterInstance
 from characters.prompt import PromptTooLong
 from characters.tokens import count_tokens
 from realtime.ids import new_id
+from realtime.text_safety import unsafe_reason
 
 from . import records
 from .background import complete_despite_cancel, run_in_background
@@ -82,10 +83,14 @@ __all__ = [
 
 
 def text_validate(text: str | None) -> str:
-    """The message stripped; `ValidationError` when empty or over CHAT_MAX_CHARS."""
+    """The message stripped; `ValidationError` when empty, over CHAT_MAX_CHARS, or holding text
+    that cannot be stored (NUL, an unpaired surrogate: what a door's own check may have missed,
+    such as undecodable bytes on the chat command's stdin)."""
     text = (text or "").strip()
     if not text:
         raise ValidationError({"text": ["Say something: the message is empty."]})
+    if reason := unsafe_reason(text):
+        raise ValidationError({"text": [reason]})
     limit = settings.CHAT_MAX_CHARS
     if len(text) > limit:
         raise ValidationError(

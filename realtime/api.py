@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.renderers import JSONRenderer
 
 from accounts.auth import api_auth
 from accounts.throttling import CallerRateThrottle
@@ -32,7 +33,9 @@ from characters.api import router as characters_router
 from characters.services import InUse, NameTaken
 from conversation.api import router as conversation_router
 
+from . import strict_json
 from .errors import ApiError
+from .json_body import StrictParser
 from .openapi_errors import document_errors
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,14 @@ class VozApi(NinjaAPI):
         return document_errors(schema)
 
 
+class StrictJsonRenderer(JSONRenderer):
+    """Answers are JSON a browser can parse: NaN and infinities become null (realtime.strict_json),
+    never the `NaN` literal."""
+
+    def render(self, request: HttpRequest, data, *, response_status: int) -> str:
+        return strict_json.dumps(data, cls=self.encoder_class, **self.json_dumps_params)
+
+
 api = VozApi(
     title="Voz API",
     version="1",
@@ -53,6 +64,8 @@ api = VozApi(
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
+    parser=StrictParser(),
+    renderer=StrictJsonRenderer(),
 )
 api.add_router("/", characters_router)
 api.add_router("/", conversation_router)
@@ -121,11 +134,10 @@ def on_too_many_parts(
 
 @api.exception_handler(RequestDataTooBig)
 def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    """ninja reads `request.body` outside its parse-error handling: without this, a 500."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return error_response(
-        request,
-        413,
-        "too_large",
-        f"The body is over HTTP_MAX_BODY_BYTES ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
+        request, 413, "too_large", f"The body is over HTTP_MAX_BODY_BYTES ({limit} bytes)."
     )
 
 
@@ -186,6 +198,8 @@ def on_schema_validation(request: HttpRequest, exc: NinjaValidationError) -> Htt
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # ninja wraps the parser's refusal (json_body).
+        return on_api_error(request, exc.__cause__)
     code = {400: "bad_request", 413: "too_large", 429: "rate_limited"}.get(exc.status_code, "error")
     return error_response(request, exc.status_code, code, str(exc.message))
 

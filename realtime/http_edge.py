@@ -1,26 +1,23 @@
 """The HTTP door's input check: a request carrying text we could not store is refused up front.
 
-Path, query string and JSON bodies of `/api/` requests are checked for NUL characters and
-unpaired surrogates (realtime.text_safety) and JSON nesting deeper than MAX_JSON_DEPTH. A bad
-request gets the API's JSON error (HTTP 422 `validation_error`, naming the field) before any
-view, so no endpoint can fail on it later with a 500. Other pages (admin, login) use Django forms,
-which refuse NUL themselves; undecodable form bytes become U+FFFD there.
+Path and query string of `/api/` requests are checked for NUL characters and unpaired
+surrogates (realtime.text_safety). A bad request gets the API's JSON error (HTTP 422
+`validation_error`, naming the field) before any view, so no endpoint can fail on it later with
+a 500. Bodies and form fields are checked by the API's parser (realtime.json_body), whatever
+their `Content-Type`. Other pages (admin, login) use Django forms, which refuse NUL themselves;
+undecodable form bytes become U+FFFD there.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds, unsafe_reason
+from .text_safety import unsafe_reason
 
 API_PREFIX = "/api/"
-_FORMS = {"multipart/form-data", "application/x-www-form-urlencoded"}
-_RAW = ("audio/", "application/octet-stream")
 
 
 def refusal(request: HttpRequest) -> HttpResponse | None:
@@ -35,24 +32,9 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
         for value in values:
             if reason := unsafe_reason(value):
                 return _error(key, reason)
-    if request.content_type in _FORMS or request.content_type.startswith(_RAW):
-        return None  # Forms are checked by their fields; audio is POST /api/stt's.
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return None  # The view answers 413.
-    if not body:
-        return None
-    if json_depth_exceeds(body):
-        return _error("", f"JSON nests deeper than {MAX_JSON_DEPTH} levels.")
-    try:
-        data = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included.
-        return None  # The API answers malformed JSON itself (400 bad_request).
-    if not isinstance(data, dict):
-        return _error("", "The body must be a JSON object.")
-    found = find_unsafe(data)
-    return _error(*found) if found else None
+    # Bodies are checked where they are parsed (realtime.json_body): ninja parses a body as
+    # JSON whatever its Content-Type, so a header here would prove nothing.
+    return None
 
 
 def _error(field: str, message: str) -> JsonResponse:

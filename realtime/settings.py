@@ -95,7 +95,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "realtime.http_methods.HttpMethodsMiddleware",  # HEAD as GET; JSON 405 with Allow
-    "realtime.http_numbers.JsonNumbersMiddleware",  # 400 for a number Python cannot read
     "realtime.http_edge.TextSafetyMiddleware",
     # ServeStatic (WhiteNoise's async fork): WhiteNoise is sync-only, which made every request,
     # /healthz and the async API included, cross into a thread of its own and back.

@@ -125,3 +125,20 @@ def test_consolidate_memory_command(fake_openai, make_user, make_instance, monke
     out, _ = run("consolidate_memory", monkeypatch=monkeypatch)
     assert "0 instance(s)" in out
     assert Conversation.objects.get(pk=conversation.pk).ended_at is None
+
+
+def test_chat_command_refuses_unstorable_lines_and_goes_on(
+    fake_openai, make_user, make_instance, monkeypatch
+):
+    """Undecodable bytes on stdin arrive as lone surrogates (surrogateescape), NUL as itself:
+    each such line is refused with the reason, nothing of it stored, and the next is answered."""
+    owner = make_user("alice")
+    instance = make_instance(owner, name="Pipe-Luna")
+    fake_openai.script("Ahoy!")
+    stdin = "bad \udcff byte\nnul \x00 here\nHello.\n"
+    out, err = run("chat", "pipe-luna", "--no-consolidate", stdin=stdin, monkeypatch=monkeypatch)
+    assert "unpaired surrogate" in err and "NUL" in err
+    assert "Pipe-Luna> Ahoy!" in out
+    assert list(
+        Message.objects.filter(conversation__instance=instance).values_list("role", "text")
+    ) == [("user", "Hello."), ("assistant", "Ahoy!")]

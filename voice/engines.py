@@ -51,6 +51,21 @@ def engine_names(language: str) -> dict[str, Any]:
     return {"tts_engines": tuple(chain_for(language)), "llm_engine": settings.LLM_ENGINE}
 
 
+async def language_spoken(language: str, voices: dict[str, str]) -> bool:
+    """Whether an engine of `language`'s TTS chain speaks it with a voice it has (the
+    character's `voices`, or the engine's default for the language): without one every sentence
+    would fail. Looked up off the event loop (espeak lists its voices with a subprocess, once)."""
+    from audio_pipeline.tts.chain import chain_for
+
+    def spoken(name: str) -> bool:
+        engine = tts.ENGINES.get(name)
+        return engine is not None and (
+            engine.supports(language) and bool(voices.get(name) or engine.default_voice(language))
+        )
+
+    return await asyncio.to_thread(lambda: any(spoken(n) for n in chain_for(language)))
+
+
 async def open_hearing(input_rate: int):
     """A session's voice activity and end-of-turn detection (audio_pipeline.hearing), opened off
     the event loop (the Smart Turn model loads once per process)."""

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime import close_codes
+from characters.schemas import LANGUAGE_PATTERN
+from realtime import close_codes, strict_json
 
 from . import frames as f
 from .observe import OBSERVED_TYPES
@@ -21,6 +22,7 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
 TURN_DETECTION_TYPES = {"server_vad"}
+LANGUAGE_TAG = re.compile(LANGUAGE_PATTERN)  # The shape a character's language is saved in.
 
 # Close codes (all of them, with what a client should do: realtime/close_codes.py).
 CLOSE_NORMAL = close_codes.NORMAL
@@ -81,9 +83,9 @@ def parse_client(raw: str, *, max_text_chars: int) -> f.Frame | SessionStart:
 
 def parse_message(raw: str) -> dict[str, Any]:
     try:
-        message = json.loads(raw)
-    except ValueError as exc:
-        raise ProtocolError("bad_json", f"Text frames must be JSON objects: {exc.msg}.") from exc
+        message = strict_json.loads(raw)
+    except strict_json.JsonInputError as exc:
+        raise ProtocolError("bad_json", f"Text frames must be JSON objects: {exc.message}") from exc
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad_json", 'Text frames must be JSON objects with a "type".')
     return message
@@ -94,8 +96,12 @@ def parse_session_start(message: dict[str, Any]) -> SessionStart:
     if not isinstance(instance, str) or not instance.strip():
         raise ProtocolError("invalid_message", "session.start needs 'instance' (an instance name).")
     language = message.get("language")
-    if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 20):
-        raise ProtocolError("invalid_message", "'language' must be a language tag like 'es'.")
+    if language is not None and (
+        not isinstance(language, str) or len(language) > 35 or not LANGUAGE_TAG.fullmatch(language)
+    ):
+        raise ProtocolError(
+            "invalid_message", "'language' must be a language tag such as 'es', 'en' or 'es-MX'."
+        )
     conversation = message.get("conversation")
     if conversation is not None and not isinstance(conversation, str):
         raise ProtocolError("invalid_message", "'conversation' must be a conversation id.")

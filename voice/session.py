@@ -139,6 +139,14 @@ class VoiceSession:
             )
         character = instance.character
         language = start.language or character.language
+        if start.output_format != TEXT_ONLY and not await engines.language_spoken(
+            language, dict(character.voices or {})
+        ):
+            raise ProtocolError(
+                "language_unsupported",
+                f"No configured TTS engine speaks {language!r}: choose another 'language', or "
+                'text replies with output_audio {"format": "none"}.',
+            )
         names = engines.engine_names(language)
         self.pipeline = self._build(start, instance, language)
         self.pipeline.start()

@@ -15,7 +15,6 @@ was not heard: it is reported delivered only when it goes out.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from realtime import strict_json
 from voice import protocol
 from voice.frames import (
     Frame,
@@ -117,7 +117,7 @@ class DeliverStage(Stage):
         if isinstance(frame, TextDelta):
             frame = self._coalesce(frame)
         for event, audio in protocol.events_for(frame):
-            await self._send_text(json.dumps(event, ensure_ascii=False))
+            await self._send_text(strict_json.dumps(event, ensure_ascii=False))
             if audio is not None:
                 await self._send_bytes(audio)
             if self._broadcast is not None and protocol.observed(event):
