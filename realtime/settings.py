@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "ninja",
+    "axes",
     "accounts",
     "characters",
     "consumers",
@@ -105,6 +107,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its 429 (accounts/login_throttle.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "realtime.urls"
@@ -187,6 +191,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+# Failed sign-ins (django-axes, accounts/login_throttle.py): after LOGIN_FAILURE_LIMIT failures for
+# one username or from one IP address, its sign-ins are refused (429, Retry-After) for
+# LOGIN_LOCKOUT_SECONDS after the last failure, the right password included. 0: no limit.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+AUTHENTICATION_BACKENDS = [
+    "accounts.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(1, LOGIN_FAILURE_LIMIT)
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # Either one locks.
+AXES_RESET_ON_SUCCESS = True  # A successful sign-in clears that username's failures.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # The window runs from the last real failure.
+AXES_DISABLE_ACCESS_LOG = True  # Throttling only: no row per successful sign-in.
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
@@ -291,6 +313,7 @@ LOGGING = {
         # daphne logs request paths; query strings may carry `?token=`, so keep access logs quiet.
         "daphne.access": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # Failures and lockouts; not every step of each.
     },
 }
 
