@@ -50,6 +50,11 @@ REFUSALS: dict[int, tuple[str, str]] = {
     4401: ("unauthorized", "Sign in, or send a valid API token (?token= or bearer.<token>)."),
     4403: ("forbidden_origin", "This page's origin may not open sockets on this server."),
     4404: ("not_found", "No such instance (or it is not yours)."),
+    4409: (
+        "too_many_sessions",
+        "This user has the most voice sessions open at once (WS_MAX_SESSIONS_PER_USER); "
+        "close one, then retry.",
+    ),
     CLOSE_TRY_AGAIN_LATER: ("unavailable", "The server cannot serve sockets right now; retry."),
     CLOSE_SERVER_ERROR: ("internal_error", "The server failed; reconnect to start over."),
 }

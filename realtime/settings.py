@@ -258,7 +258,13 @@ WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536)
 WS_MAX_TEXT_CHARS = env_int("WS_MAX_TEXT_CHARS", 2000)
 WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
 WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
+# Per user, across sockets, HTTP chat and server processes (accounts/usage.py; in Redis with
+# REDIS_URL): turns in any 60 s (REST chat, its event stream, spoken and typed voice turns) and
+# open voice sessions. 0: no limit. A session's lease expires SESSION_LEASE_SECONDS after its
+# process stops renewing it (a crash), so nobody stays locked out.
 WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
+WS_MAX_SESSIONS_PER_USER = env_int("WS_MAX_SESSIONS_PER_USER", 5)
+SESSION_LEASE_SECONDS = env_float("SESSION_LEASE_SECONDS", 60.0)
 WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
 # Unsent bytes one WebSocket may hold in the server (realtime/server.py, docs/operations.md).
 WS_MAX_BUFFERED_BYTES = env_int("WS_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)
@@ -296,6 +302,9 @@ CHAT_MAX_CHARS = env_int("CHAT_MAX_CHARS", 2000)
 CONVERSATION_SUMMARY_MAX_CHARS = env_int("CONVERSATION_SUMMARY_MAX_CHARS", 2000)
 CONVERSATION_STORE_RETRIES = env_int("CONVERSATION_STORE_RETRIES", 4)
 CONVERSATION_STORE_BACKOFF = env_float("CONVERSATION_STORE_BACKOFF", 0.5)
+# One turn at a time per conversation (conversation/records.py): a turn's lease, renewed every
+# third of it while the turn runs; a crashed process's turn blocks the conversation this long.
+CONVERSATION_TURN_LEASE_SECONDS = env_float("CONVERSATION_TURN_LEASE_SECONDS", 60.0)
 # The bundled local model is too weak to edit memory safely: off by default with it.
 MEMORY_CONSOLIDATION = env_bool("MEMORY_CONSOLIDATION", LLM_ENGINE != "local")
 MEMORY_RETRY_SECONDS = env_int("MEMORY_RETRY_SECONDS", 300)

@@ -24,6 +24,7 @@ CLOSE_NORMAL = 1000
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TIMEOUT = 4408
 CLOSE_SLOW_CLIENT = 4429
+CLOSE_TOO_MANY_SESSIONS = 4409  # The user has WS_MAX_SESSIONS_PER_USER sessions open.
 
 
 class ProtocolError(Exception):
@@ -244,12 +245,15 @@ def _event(frame: f.Frame) -> Event | None:
             }
             return done | ({"error": frame.error} if frame.error else {})
         case f.Failure():
-            return {
+            event = {
                 "type": "error",
                 "code": frame.code,
                 "message": frame.message,
                 "fatal": frame.fatal,
             }
+            if frame.retry_after is not None:
+                event["retry_after"] = frame.retry_after
+            return event
         case f.Pong():
             return {"type": "pong", **({"id": frame.id} if frame.has_id else {})}
         case f.SessionStarted():

@@ -62,6 +62,9 @@ class ReplyTurn(Protocol):
 
 
 OpenTurn = Callable[..., AbstractAsyncContextManager[ReplyTurn]]
+# Refusals of a turn that the client meets under their own code (docs/protocol.md); any other
+# failure to open a turn is `llm_failed`.
+REFUSAL_CODES = frozenset({"turn_in_progress"})
 Preempt = Callable[[str, Any], Awaitable[Any]]  # -> an early model stream with `.text`, or None
 
 
@@ -226,7 +229,11 @@ class ReplyStage(Stage):
         try:
             turn, cancelled = await _run_to_end(manager.__aenter__())
         except Exception as exc:  # The user's message could not be stored: nothing was.
-            await self.push(Failure("llm_failed", describe(exc)))
+            code = getattr(exc, "code", None)
+            if code in REFUSAL_CODES:
+                await self.push(Failure(code, str(exc)))
+            else:
+                await self.push(Failure("llm_failed", describe(exc)))
             await self.push(self._done(reply, None, interrupted=False, error=describe(exc)))
             return
         self.conversation_id = turn.conversation_id
