@@ -103,14 +103,15 @@ class RedisCounts:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _client(self):
+    def _client(self) -> tuple[Any, Any, Any]:
+        """(client, turn script, lease script) of the running event loop."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        found = self._clients.get(loop)
+        if found is None:
             from redis.asyncio import Redis
 
             client = Redis.from_url(
@@ -118,25 +119,27 @@ class RedisCounts:
                 socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
                 socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
             )
-            client.voz_turn_take = client.register_script(_TURN_TAKE)
-            client.voz_lease_take = client.register_script(_LEASE_TAKE)
-            self._clients[loop] = client
-        return client
+            found = (
+                client,
+                client.register_script(_TURN_TAKE),
+                client.register_script(_LEASE_TAKE),
+            )
+            self._clients[loop] = found
+        return found
 
     async def turn_take(self, key: str, limit: int) -> float | None:
-        client = self._client()
-        wait_ms = await client.voz_turn_take(
-            keys=[key], args=[limit, int(WINDOW_S * 1000), uuid.uuid4().hex]
-        )
+        _, turn_take, _ = self._client()
+        wait_ms = await turn_take(keys=[key], args=[limit, int(WINDOW_S * 1000), uuid.uuid4().hex])
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
     async def lease_take(self, key: str, member: str, limit: int, ttl: float) -> bool:
-        client = self._client()
-        taken = await client.voz_lease_take(keys=[key], args=[member, limit, int(ttl * 1000)])
+        _, _, lease_take = self._client()
+        taken = await lease_take(keys=[key], args=[member, limit, int(ttl * 1000)])
         return bool(int(taken))
 
     async def lease_release(self, key: str, member: str) -> None:
-        await self._client().zrem(key, member)
+        client, _, _ = self._client()
+        await client.zrem(key, member)
 
 
 _counts: MemoryCounts | RedisCounts | None = None

@@ -5,7 +5,8 @@ const CLOSE_NORMAL = 1000;
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_TIMEOUT = 4408; // idle or too long: reconnect only when the user acts again
 // Refusals that a retry cannot change: a bad origin (4403), an unknown instance (4404).
-// Anything else (1006 dropped, 1011, 1013 "try again later", 4429 slow) retries with back-off.
+// Anything else (1006 dropped, 1011, 1013 "try again later", 4409 too many sessions: a place
+// frees when another tab closes, 4429 slow) retries with back-off.
 const CLOSE_FINAL = new Set([CLOSE_NORMAL, CLOSE_TIMEOUT, 4403, 4404]);
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
