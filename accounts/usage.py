@@ -10,8 +10,9 @@ One budget per user, whatever the door and however many sockets or processes it 
   for longer than that.
 
 With REDIS_URL the counts live in Redis (sorted sets changed by Lua scripts, timed by Redis' own
-clock, so every process agrees); without it, in this process. A Redis error lets the turn or
-session through (logged): the limits protect the server, and an outage must not stop calls.
+clock, so every process agrees); without it, in this process. A Redis error, or no answer within
+STORE_TIMEOUT_S, lets the turn or session through (logged): the limits protect the server, and an
+outage must not stop or stall calls.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
+STORE_TIMEOUT_S = 1.0  # A blackholed Redis would otherwise hold each turn for the connect timeout.
 
 # KEYS[1]: the user's turn log; ARGV: limit, window (ms), a unique member.
 # Returns -1 when the turn is counted, else the milliseconds until one is allowed.
@@ -169,11 +171,10 @@ async def turn_take(user: Any) -> float | None:
     if limit <= 0:
         return None
     try:
-        return await counts().turn_take(_key("turns", user), limit)
-    except Exception:
-        logger.warning(
-            "Turn budget not checked (its store failed); the turn goes on.", exc_info=True
-        )
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            return await counts().turn_take(_key("turns", user), limit)
+    except Exception as exc:
+        logger.warning("Turn budget not checked (%r); the turn goes on.", exc)
         return None
 
 
@@ -206,8 +207,8 @@ class SessionLease:
             return True
         try:
             taken = await self._take(limit)
-        except Exception:
-            logger.warning("Session limit not checked (its store failed).", exc_info=True)
+        except Exception as exc:
+            logger.warning("Session limit not checked (%r); the session opens.", exc)
             taken = True
         if taken:
             self._renewer = asyncio.create_task(self._renew(), name="SessionLease.renew")
@@ -215,15 +216,16 @@ class SessionLease:
 
     async def _take(self, limit: int) -> bool:
         ttl = settings.SESSION_LEASE_SECONDS
-        return await counts().lease_take(self.key, self.member, limit, ttl)
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            return await counts().lease_take(self.key, self.member, limit, ttl)
 
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(max(0.1, settings.SESSION_LEASE_SECONDS / 3))
             try:
                 await self._take(limit=2**31)  # A lease held is renewed whatever the others.
-            except Exception:
-                logger.warning("Session lease not renewed (its store failed).", exc_info=True)
+            except Exception as exc:
+                logger.warning("Session lease not renewed (%r).", exc)
 
     async def release(self) -> None:
         renewer, self._renewer = self._renewer, None
@@ -233,6 +235,7 @@ class SessionLease:
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
         try:
-            await counts().lease_release(self.key, self.member)
-        except Exception:
-            logger.warning("Session lease not released; it expires by itself.", exc_info=True)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                await counts().lease_release(self.key, self.member)
+        except Exception as exc:
+            logger.warning("Session lease not released (%r); it expires by itself.", exc)
