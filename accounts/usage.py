@@ -4,7 +4,8 @@ One budget per user, whatever the door and however many sockets or processes it 
 
 - **Turns**: at most WS_TURNS_PER_MINUTE turns in any 60 s (REST chat, its event stream, the voice
   socket's spoken and typed turns). `turn_take` counts one or says how long to wait.
-- **Sessions**: at most WS_MAX_SESSIONS_PER_USER open voice sessions. Each holds a lease that
+- **Sessions**: at most WS_MAX_SESSIONS_PER_USER open voice sessions, and as many observe sockets
+  (counted apart: watching does not take a place to talk). Each holds a lease that
   expires after SESSION_LEASE_SECONDS unless renewed (a `SessionLease` renews it every third of
   that while the socket lives and lets go on disconnect), so a crashed process locks nobody out
   for longer than that.
@@ -192,11 +193,12 @@ def retry_after(wait_s: float) -> int:
 
 
 class SessionLease:
-    """One session's place among its user's WS_MAX_SESSIONS_PER_USER: `take()`, then
-    `release()` when the session ends; renewed meanwhile by a task of its own."""
+    """One socket's place among its user's WS_MAX_SESSIONS_PER_USER of its `kind` ("sessions":
+    voice, "observers": observe): `take()`, then `release()` when the socket ends; renewed
+    meanwhile by a task of its own."""
 
-    def __init__(self, user: Any) -> None:
-        self.key = _key("sessions", user)
+    def __init__(self, user: Any, kind: str = "sessions") -> None:
+        self.key = _key(kind, user)
         self.member = uuid.uuid4().hex
         self._renewer: asyncio.Task | None = None
 

@@ -52,8 +52,8 @@ REFUSALS: dict[int, tuple[str, str]] = {
     4404: ("not_found", "No such instance (or it is not yours)."),
     4409: (
         "too_many_sessions",
-        "This user has the most voice sessions open at once (WS_MAX_SESSIONS_PER_USER); "
-        "close one, then retry.",
+        "This user has the most sockets of this kind open at once "
+        "(WS_MAX_SESSIONS_PER_USER voice sessions, as many observers); close one, then retry.",
     ),
     CLOSE_TRY_AGAIN_LATER: ("unavailable", "The server cannot serve sockets right now; retry."),
     CLOSE_SERVER_ERROR: ("internal_error", "The server failed; reconnect to start over."),

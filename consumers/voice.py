@@ -30,8 +30,12 @@ class VoiceConsumer(ReceiveWithoutThreadHop, AsyncWebsocketConsumer):
         if not await lease.take():
             await self.close(code=CLOSE_TOO_MANY_SESSIONS)
             return
+        try:
+            await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        except BaseException:
+            await lease.release()  # No disconnect follows a failed connect.
+            raise
         self.lease = lease
-        await self.accept(subprotocol=accepted_subprotocol(self.scope))
         self.session = VoiceSession(
             user=user,
             send_text=lambda text: self.send(text_data=text),

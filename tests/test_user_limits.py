@@ -311,3 +311,20 @@ def test_two_daphne_processes_share_the_budget_and_the_sessions_over_redis(tmp_p
         model.stop()
     for server in (first, second):
         assert "Traceback" not in server.output(), server.output()[-3000:]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_observers_have_their_own_places(limits, token, nova):
+    """Observe sockets are limited the same way, counted apart from voice sessions."""
+    voices = [await connect(token), await connect(token)]  # Both voice places taken.
+    observers = [await connect(token, "/ws/observe/nova/") for _ in range(2)]
+    for ws in observers:
+        assert (await next_event(ws))["type"] == "observe.started"
+    event, code = await session_refusal(await connect(token, "/ws/observe/nova/"))
+    assert (code, event["code"]) == (4409, "too_many_sessions")
+    await observers[0].disconnect()
+    await asyncio.sleep(0.05)
+    again = await connect(token, "/ws/observe/nova/")
+    assert (await next_event(again))["type"] == "observe.started"
+    for ws in [*voices, observers[1], again]:
+        await ws.disconnect()
