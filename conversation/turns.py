@@ -19,7 +19,8 @@ Rules (docs/conversation.md#turns):
   shorter than the produced one; with `error` when the model (or the caller's code) failed.
 - Model failures do not raise out of `deltas()`: the iteration ends and `turn.error` says why
   (an `LlmError`, `LlmStalledError` when tokens stop for LLM_TOKEN_TIMEOUT s). Enter raises
-  `ValidationError`, `ConversationNotFound`, `ConversationEnded` or `MessageNotStored`.
+  `ValidationError`, `ConversationNotFound`, `ConversationEnded`, `TurnInProgress` or
+  `MessageNotStored`.
 - Writes are retried through a short database outage (conversation.retry); a reply that still
   cannot be stored sets `turn.error` to `ReplyNotStored` (never lost silently).
 - One turn at a time per conversation (conversation.records): enter takes the conversation's
