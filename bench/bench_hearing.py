@@ -194,7 +194,8 @@ def main() -> None:
         OPENAI_API_KEY=API_KEY,
         TTS_ENGINES="piper,espeak",
         MEMORY_CONSOLIDATION="false",
-        WS_TURNS_PER_MINUTE="1000",
+        WS_TURNS_PER_MINUTE="0",  # One user, many sessions: no per-user limits.
+        WS_MAX_SESSIONS_PER_USER="0",
         **extra,
     )
     token = prepare_database(env)["token"]

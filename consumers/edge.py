@@ -61,6 +61,11 @@ REFUSALS: dict[int, tuple[str, str]] = {
         "This page's origin may not open sockets on this server.",
     ),
     close_codes.NOT_FOUND: ("not_found", "No such instance (or it is not yours)."),
+    close_codes.TOO_MANY_SESSIONS: (
+        "too_many_sessions",
+        "This user has the most sockets of this kind open at once "
+        "(WS_MAX_SESSIONS_PER_USER voice sessions, as many observers); close one, then retry.",
+    ),
     CLOSE_TRY_AGAIN_LATER: ("unavailable", "The server cannot serve sockets right now; retry."),
     CLOSE_SERVER_ERROR: ("internal_error", "The server failed; reconnect to start over."),
 }

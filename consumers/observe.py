@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
+from accounts.usage import SessionLease
 from characters import selectors
 from consumers.auth import accepted_subprotocol, authenticated_user
 from consumers.json_socket import JsonSocketConsumer
 from voice import observe
 from voice.gone_watch import gone_watch
-from voice.protocol import CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED
+from voice.protocol import CLOSE_NOT_FOUND, CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED
 
 
 class ObserveConsumer(JsonSocketConsumer):
     group: str | None = None
+    lease: SessionLease | None = None  # The socket's place among its user's observers.
 
     async def connect(self) -> None:
         user = authenticated_user(self.scope)
@@ -26,9 +28,18 @@ class ObserveConsumer(JsonSocketConsumer):
         if instance is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = observe.group_for(instance.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        lease = SessionLease(user, "observers")
+        if not await lease.take():
+            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
+            return
+        try:
+            self.group = observe.group_for(instance.id)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        except BaseException:
+            await lease.release()  # No disconnect follows a failed connect.
+            raise
+        self.lease = lease
         await self.send_json(
             {"type": "observe.started", "instance": {"id": str(instance.id), "name": instance.name}}
         )
@@ -50,5 +61,10 @@ class ObserveConsumer(JsonSocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         gone_watch().discard(self)
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        lease, self.lease = self.lease, None
+        try:
+            if self.group:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+        finally:
+            if lease is not None:
+                await lease.release()

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from accounts.usage import SessionLease
 from consumers.auth import accepted_subprotocol, authenticated_user
 from consumers.dispatch import ReceiveWithoutThreadHop
 from realtime.channel_layer import NO_CHANNEL_LAYER
-from voice.protocol import CLOSE_UNAUTHORIZED
+from voice.protocol import CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED
 from voice.session import VoiceSession
 
 
@@ -18,13 +19,23 @@ class VoiceConsumer(ReceiveWithoutThreadHop, AsyncWebsocketConsumer):
     # takes no channel there and a Redis outage cannot close it.
     channel_layer_alias = NO_CHANNEL_LAYER
     session: VoiceSession | None = None
+    lease: SessionLease | None = None  # The session's place among its user's open ones.
 
     async def connect(self) -> None:
         user = authenticated_user(self.scope)
         if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        lease = SessionLease(user)
+        if not await lease.take():
+            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
+            return
+        try:
+            await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        except BaseException:
+            await lease.release()  # No disconnect follows a failed connect.
+            raise
+        self.lease = lease
         self.session = VoiceSession(
             user=user,
             send_text=lambda text: self.send(text_data=text),
@@ -42,5 +53,10 @@ class VoiceConsumer(ReceiveWithoutThreadHop, AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         session, self.session = self.session, None
-        if session is not None:
-            await session.disconnected()
+        lease, self.lease = self.lease, None
+        try:
+            if session is not None:
+                await session.disconnected()
+        finally:
+            if lease is not None:
+                await lease.release()

@@ -14,15 +14,22 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router, Schema
 
+from accounts import usage
 from characters import selectors
 from characters.models import Message
 from realtime import strict_json
 
 from . import services
 from .engines import LlmTimeoutError
-from .errors import ConversationEnded, ConversationNotFound, MessageNotStored, TurnError
+from .errors import (
+    ConversationEnded,
+    ConversationNotFound,
+    MessageNotStored,
+    TurnError,
+    TurnInProgress,
+)
 from .memory import memory_consolidate
-from .turns import ReplyTurn, conversation_open, reply_turn, text_validate
+from .turns import ReplyTurn, conversation_open, reply_turn, text_validate, turn_free_check
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["conversation"])
@@ -82,7 +89,9 @@ def _wants_stream(request: HttpRequest) -> bool:
 
 @router.post("/instances/{instance_id}/chat", response={200: dict})
 async def chat(request: HttpRequest, instance_id: UUID, payload: ChatIn):
-    """Reply to `text`. JSON by default; SSE with `Accept: text/event-stream` or `?stream=1`."""
+    """Reply to `text`. JSON by default; SSE with `Accept: text/event-stream` or `?stream=1`.
+    409 `turn_in_progress` while another turn of the conversation runs; 429 `rate_limited`
+    (Retry-After) over the user's WS_TURNS_PER_MINUTE, counted with their voice turns."""
     instance = await sync_to_async(selectors.instance_get)(
         user=request.auth, instance_id=instance_id
     )
@@ -92,10 +101,17 @@ async def chat(request: HttpRequest, instance_id: UUID, payload: ChatIn):
             await conversation_open(
                 instance=instance, user=request.auth, conversation_id=payload.conversation
             )
-    except ConversationEnded as exc:
+            await turn_free_check(payload.conversation)
+    except (ConversationEnded, TurnInProgress) as exc:
         return _error(409, exc.code, str(exc))
     except ConversationNotFound as exc:
         return _error(404, "not_found", str(exc))
+    wait_s = await usage.turn_take(request.auth)
+    if wait_s is not None:
+        seconds = usage.retry_after(wait_s)
+        refused = _error(429, "rate_limited", usage.turn_refusal(wait_s), retry_after=seconds)
+        refused["Retry-After"] = str(seconds)
+        return refused
     turn = reply_turn(
         instance=instance,
         user=request.auth,
@@ -114,6 +130,8 @@ async def chat(request: HttpRequest, instance_id: UUID, payload: ChatIn):
                 pass
     except MessageNotStored as exc:
         return _error(503, exc.code, str(exc))
+    except TurnInProgress as exc:
+        return _error(409, exc.code, str(exc))
     if turn.error is not None:
         body = _error_body(turn)
         return _error(_status_for(turn.error), body.pop("code"), body.pop("message"), **body)
@@ -145,7 +163,7 @@ async def _turn_events(turn: ReplyTurn) -> AsyncGenerator[str, None]:
             yield _sse("start", _turn_ids(turn))
             async for delta in turn.deltas():
                 yield _sse("delta", {"delta": delta})
-    except (ConversationEnded, ConversationNotFound, MessageNotStored) as exc:
+    except (ConversationEnded, ConversationNotFound, MessageNotStored, TurnInProgress) as exc:
         yield _sse("error", {"code": exc.code, "message": str(exc)})
         return
     if turn.error is not None:

@@ -17,6 +17,12 @@ class ConversationNotFound(Exception):
     code = "not_found"
 
 
+class TurnInProgress(Exception):
+    """Another door (request, socket, process) is in a turn of this conversation: one at a time."""
+
+    code = "turn_in_progress"
+
+
 class TurnError(Exception):
     """A turn failed for a reason other than the model. `describe()` is what `Message.error` keeps."""
 

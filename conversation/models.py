@@ -28,6 +28,17 @@ class ConversationState(models.Model):
     consolidation_error = models.CharField(
         max_length=200, blank=True, help_text="Why the last consolidation failed, if it did."
     )
+    turn_holder = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Who holds the turn in progress (a voice session or one request); empty: none.",
+    )
+    turn_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The turn's lease ends then unless renewed (a crashed process lets go by it).",
+    )
 
     def __str__(self) -> str:
         return f"{self.conversation_id}: folded {self.folded_messages}"

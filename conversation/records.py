@@ -1,5 +1,11 @@
 """The turn's rows: opening a conversation, storing the user message (with the history read in
-the same call) and the reply.
+the same call) and the reply, and the conversation's turn lease.
+
+One turn at a time per conversation, across doors and processes: storing the user message takes
+the lease (`ConversationState.turn_holder`, in the transaction that locks the conversation's
+row), storing the reply lets go of it, and a turn that runs long renews it. A lease held by
+another holder and not expired refuses the turn with `TurnInProgress`; a crashed process's lease
+expires after CONVERSATION_TURN_LEASE_SECONDS.
 
 Sync ORM, called through `sync_to_async`; the writes go through `with_db_retry`, so a short
 database outage is retried and a longer one raises the last `OperationalError`/`InterfaceError`.
@@ -8,8 +14,10 @@ database outage is retried and a longer one raises the last `OperationalError`/`
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -19,7 +27,8 @@ from characters.models import CharacterInstance, Conversation, Message
 from characters.services import conversation_reopen
 from characters.tokens import count_to_store
 
-from .errors import ConversationEnded, ConversationNotFound
+from .errors import ConversationEnded, ConversationNotFound, TurnInProgress
+from .models import ConversationState
 from .retry import with_db_retry
 from .selectors import conversation_history
 
@@ -70,6 +79,50 @@ def conversation_open(
     return conversation
 
 
+def _lease_end() -> Any:
+    return timezone.now() + timedelta(seconds=settings.CONVERSATION_TURN_LEASE_SECONDS)
+
+
+def turn_in_progress(conversation_id: Any, holder: str = "") -> bool:
+    """Whether someone other than `holder` holds a live turn lease on the conversation."""
+    return (
+        ConversationState.objects.filter(
+            conversation_id=conversation_id, turn_expires_at__gt=timezone.now()
+        )
+        .exclude(turn_holder__in=("", holder))
+        .exists()
+    )
+
+
+def _turn_lease_take(conversation_id: Any, holder: str) -> None:
+    """Take the turn lease; call inside the transaction that locked the conversation's row.
+    Raises `TurnInProgress` when another holder's lease is live."""
+    if turn_in_progress(conversation_id, holder):
+        raise TurnInProgress(
+            "Another turn of this conversation is in progress (another request or socket); "
+            "wait for its reply, then send again."
+        )
+    ConversationState.objects.update_or_create(
+        conversation_id=conversation_id,
+        defaults={"turn_holder": holder[:64], "turn_expires_at": _lease_end()},
+    )
+
+
+def turn_lease_renew(conversation_id: Any, holder: str) -> bool:
+    """Extend `holder`'s lease (a long turn); False when it no longer holds it."""
+    return bool(
+        ConversationState.objects.filter(
+            conversation_id=conversation_id, turn_holder=holder[:64]
+        ).update(turn_expires_at=_lease_end())
+    )
+
+
+def _turn_lease_release(conversation_id: Any, holder: str) -> None:
+    ConversationState.objects.filter(
+        conversation_id=conversation_id, turn_holder=holder[:64]
+    ).update(turn_holder="", turn_expires_at=None)
+
+
 def user_message_store(
     instance_id: Any,
     user: AbstractBaseUser,
@@ -78,10 +131,12 @@ def user_message_store(
     channel: str,
     *,
     continue_ended: bool = False,
+    holder: str = "",
 ) -> tuple[Conversation, Message]:
-    """Store the user's message (in a new conversation when `conversation_id` is None). The
-    conversation comes back as read under the lock (its `summary` current), with its instance
-    and character loaded."""
+    """Store the user's message (in a new conversation when `conversation_id` is None) and take
+    the conversation's turn lease for `holder` (raises `TurnInProgress`). The conversation comes
+    back as read under the lock (its `summary` current), with its instance and character
+    loaded."""
     # Counted before the transaction: the write lock (all of SQLite) is not held meanwhile.
     tokens = count_to_store(text)
 
@@ -95,6 +150,8 @@ def user_message_store(
                 lock=True,
                 continue_ended=continue_ended,
             )
+            if holder:
+                _turn_lease_take(conversation.pk, holder)
             message = Message.objects.create(
                 conversation=conversation, role=Message.Role.USER, text=text, text_tokens=tokens
             )
@@ -112,12 +169,19 @@ def user_message_store_and_history(
     channel: str,
     *,
     continue_ended: bool,
+    holder: str = "",
 ) -> tuple[Any, Any, tuple[str, list] | None]:
     """Store the user's message, then read the history for the prompt in the same call: one
     thread hop, not two, each queued behind other sockets' database work under load. A failed
     read returns None (the message is stored; the plan reads the history again)."""
     conversation, message = user_message_store(
-        instance_id, user, text, conversation_id, channel, continue_ended=continue_ended
+        instance_id,
+        user,
+        text,
+        conversation_id,
+        channel,
+        continue_ended=continue_ended,
+        holder=holder,
     )
     try:
         summary, _, history = conversation_history(conversation, exclude_id=message.pk)
@@ -127,8 +191,9 @@ def user_message_store_and_history(
     return conversation, message, (summary, history)
 
 
-def reply_store(conversation_id: Any, **fields: Any) -> Any:
-    """Store the assistant's reply (`fields` are `Message` fields); returns its id."""
+def reply_store(conversation_id: Any, holder: str = "", **fields: Any) -> Any:
+    """Store the assistant's reply (`fields` are `Message` fields) and let go of `holder`'s
+    turn lease; returns the reply's id."""
 
     fields.setdefault("text_tokens", count_to_store(fields.get("text", "")))
 
@@ -138,6 +203,8 @@ def reply_store(conversation_id: Any, **fields: Any) -> Any:
                 conversation_id=conversation_id, role=Message.Role.ASSISTANT, **fields
             )
             Conversation.objects.filter(pk=conversation_id).update(last_activity_at=timezone.now())
+            if holder:
+                _turn_lease_release(conversation_id, holder)
         return message.pk
 
     return with_db_retry(write, what="the reply")

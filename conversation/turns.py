@@ -19,9 +19,14 @@ Rules (docs/conversation.md#turns):
   shorter than the produced one; with `error` when the model (or the caller's code) failed.
 - Model failures do not raise out of `deltas()`: the iteration ends and `turn.error` says why
   (an `LlmError`, `LlmStalledError` when tokens stop for LLM_TOKEN_TIMEOUT s). Enter raises
-  `ValidationError`, `ConversationNotFound`, `ConversationEnded` or `MessageNotStored`.
+  `ValidationError`, `ConversationNotFound`, `ConversationEnded`, `TurnInProgress` or
+  `MessageNotStored`.
 - Writes are retried through a short database outage (conversation.retry); a reply that still
   cannot be stored sets `turn.error` to `ReplyNotStored` (never lost silently).
+- One turn at a time per conversation (conversation.records): enter takes the conversation's
+  turn lease for `session_id` (a voice session's turns follow one another; its new turn
+  supersedes its own previous one) or else for this turn alone, and raises `TurnInProgress` when
+  another holder's turn is in progress; exit lets go of it, and a long turn renews it.
 - Observers of the instance (/ws/observe/) get transcript.final, response.started,
   response.text.delta and response.done from here (conversation.observe).
 
@@ -58,6 +63,7 @@ from .errors import (
     MessageNotStored,
     ReplyNotStored,
     TurnError,
+    TurnInProgress,
 )
 from .observe import Publisher
 from .retry import TRANSIENT
@@ -76,9 +82,11 @@ __all__ = [
     "ConversationEnded",
     "ConversationNotFound",
     "ReplyTurn",
+    "TurnInProgress",
     "conversation_open",
     "reply_turn",
     "text_validate",
+    "turn_free_check",
 ]
 
 
@@ -113,6 +121,16 @@ async def conversation_open(
         instance.pk, user, conversation_id, channel, lock=False
     )
     return conversation.pk
+
+
+async def turn_free_check(conversation_id: Any) -> None:
+    """Raise `TurnInProgress` when a turn of the conversation is in progress now (a door that
+    cannot refuse later, such as an event stream, asks first; entering still decides)."""
+    if conversation_id and await sync_to_async(records.turn_in_progress)(conversation_id):
+        raise TurnInProgress(
+            "Another turn of this conversation is in progress (another request or socket); "
+            "wait for its reply, then send again."
+        )
 
 
 def reply_turn(
@@ -168,6 +186,8 @@ class ReplyTurn:
         self.text = text
         self.channel = channel
         self.id = response_id or new_id()
+        self.holder = session_id or self.id  # Who holds the conversation's turn lease.
+        self._lease_keeper: asyncio.Task | None = None
         self.conversation_id: Any = None
         self.user_message_id: Any = None
         self.reply_message_id: Any = None
@@ -299,6 +319,7 @@ class ReplyTurn:
                 self._requested,
                 self.channel,
                 continue_ended=self._continue_ended,
+                holder=self.holder,
             )
         except TRANSIENT as exc:
             raise MessageNotStored(
@@ -308,6 +329,17 @@ class ReplyTurn:
         self.user_message_id = message.pk
         self._tokens = message.text_tokens
         self.instance = conversation.instance  # Reloaded with its character, off the loop.
+        self._lease_keeper = asyncio.create_task(self._keep_lease())
+
+    async def _keep_lease(self) -> None:
+        """Renew the turn lease while the turn runs (replies spoken for long outlast it)."""
+        every = max(1.0, settings.CONVERSATION_TURN_LEASE_SECONDS / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await sync_to_async(records.turn_lease_renew)(self.conversation_id, self.holder)
+            except TRANSIENT:
+                logger.warning("Turn lease of %s not renewed (database).", self.conversation_id)
 
     # Exit -----------------------------------------------------------------------------------
 
@@ -331,6 +363,8 @@ class ReplyTurn:
         await complete_despite_cancel(asyncio.ensure_future(self._finish(cancelled)))
 
     async def _finish(self, cancelled: bool) -> None:
+        if self._lease_keeper is not None:
+            self._lease_keeper.cancel()
         if self._llm is not None and not self._completed:
             try:
                 await self._llm.aclose()
@@ -343,7 +377,9 @@ class ReplyTurn:
             interrupted = True
         try:
             self.reply_message_id = await sync_to_async(records.reply_store)(
-                self.conversation_id, **self._reply_fields(text.strip(), interrupted)
+                self.conversation_id,
+                self.holder,
+                **self._reply_fields(text.strip(), interrupted),
             )
         except Exception as exc:  # Retried already if transient; never lost silently.
             if not isinstance(exc, TRANSIENT):

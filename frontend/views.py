@@ -86,6 +86,13 @@ def error_messages() -> dict[str, str]:
         "too_large": _("That is too large for the server."),
         "text_too_long": _("That message is too long. Please shorten it."),
         "rate_limited": slow,
+        "turn_in_progress": _(
+            "Another window or device is talking in this conversation. Wait for its reply, then "
+            "try again."
+        ),
+        "too_many_sessions": _(
+            "You have too many conversations open at once. Close one in another window or device."
+        ),
         "stt_failed": _("Your words could not be recognised. Please try again, or type them."),
         "llm_failed": _("The character could not answer just now. Please try again."),
         "llm_timeout": _("The character took too long to answer. Please try again."),

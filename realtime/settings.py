@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "ninja",
+    "axes",
     "accounts",
     "characters",
     "consumers",
@@ -106,6 +108,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its 429 (accounts/login_throttle.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "realtime.urls"
@@ -188,6 +192,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+# Failed sign-ins (django-axes, accounts/login_throttle.py): after LOGIN_FAILURE_LIMIT failures for
+# one username or from one IP address, its sign-ins are refused (429, Retry-After) for
+# LOGIN_LOCKOUT_SECONDS after the last failure, the right password included. 0: no limit.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+AUTHENTICATION_BACKENDS = [
+    "accounts.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(1, LOGIN_FAILURE_LIMIT)
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # Either one locks.
+AXES_RESET_ON_SUCCESS = True  # A successful sign-in clears that username's failures.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # The window runs from the last real failure.
+AXES_DISABLE_ACCESS_LOG = True  # Throttling only: no row per successful sign-in.
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
@@ -241,7 +263,13 @@ WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 65536)
 WS_MAX_TEXT_CHARS = env_int("WS_MAX_TEXT_CHARS", 2000)
 WS_MAX_SESSION_SECONDS = env_float("WS_MAX_SESSION_SECONDS", 3600)
 WS_IDLE_TIMEOUT_SECONDS = env_float("WS_IDLE_TIMEOUT_SECONDS", 300)
+# Per user, across sockets, HTTP chat and server processes (accounts/usage.py; in Redis with
+# REDIS_URL): turns in any 60 s (REST chat, its event stream, spoken and typed voice turns) and
+# open voice sessions. 0: no limit. A session's lease expires SESSION_LEASE_SECONDS after its
+# process stops renewing it (a crash), so nobody stays locked out.
 WS_TURNS_PER_MINUTE = env_int("WS_TURNS_PER_MINUTE", 20)
+WS_MAX_SESSIONS_PER_USER = env_int("WS_MAX_SESSIONS_PER_USER", 5)
+SESSION_LEASE_SECONDS = env_float("SESSION_LEASE_SECONDS", 60.0)
 WS_OUTBOUND_QUEUE_ITEMS = env_int("WS_OUTBOUND_QUEUE_ITEMS", 2000)
 # Unsent bytes one WebSocket may hold in the server (realtime/server.py, docs/operations.md).
 WS_MAX_BUFFERED_BYTES = env_int("WS_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)
@@ -279,6 +307,9 @@ CHAT_MAX_CHARS = env_int("CHAT_MAX_CHARS", 2000)
 CONVERSATION_SUMMARY_MAX_CHARS = env_int("CONVERSATION_SUMMARY_MAX_CHARS", 2000)
 CONVERSATION_STORE_RETRIES = env_int("CONVERSATION_STORE_RETRIES", 4)
 CONVERSATION_STORE_BACKOFF = env_float("CONVERSATION_STORE_BACKOFF", 0.5)
+# One turn at a time per conversation (conversation/records.py): a turn's lease, renewed every
+# third of it while the turn runs; a crashed process's turn blocks the conversation this long.
+CONVERSATION_TURN_LEASE_SECONDS = env_float("CONVERSATION_TURN_LEASE_SECONDS", 60.0)
 # The bundled local model is too weak to edit memory safely: off by default with it.
 MEMORY_CONSOLIDATION = env_bool("MEMORY_CONSOLIDATION", LLM_ENGINE != "local")
 MEMORY_RETRY_SECONDS = env_int("MEMORY_RETRY_SECONDS", 300)
@@ -300,6 +331,7 @@ LOGGING = {
         # daphne logs request paths; query strings may carry `?token=`, so keep access logs quiet.
         "daphne.access": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # Failures and lockouts; not every step of each.
     },
 }
 

@@ -32,6 +32,17 @@ def _socket_threads_let_go_of_the_database(django_db_setup, django_db_blocker):
         socket_threads().close_connections()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_user_budgets():
+    """Per-user turn and session counts (accounts/usage.py) start empty in every test: user ids
+    repeat across tests, and this process's counts would carry over."""
+    from accounts import usage
+
+    usage.counts_reset()
+    yield
+    usage.counts_reset()
+
+
 @dataclass
 class ApiClient:
     """A Django test client that sends `Authorization: Bearer <token>` and JSON bodies."""

@@ -1,4 +1,4 @@
-"""Small parts of the voice loop: rate limiting, the speech clock, the wire protocol."""
+"""Small parts of the voice loop: the speech clock, the wire protocol."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from voice import frames as f
 from voice.clock import SpeechClock
-from voice.limits import TurnRateLimiter
 from voice.protocol import ProtocolError, events_for, parse_client
 
 
@@ -16,17 +15,6 @@ class FakeTime:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_rate_limiter_uses_a_sliding_minute():
-    clock = FakeTime()
-    limiter = TurnRateLimiter(2, clock=clock)
-    assert limiter.allow() and limiter.allow()
-    assert not limiter.allow()
-    clock.now += 59.9
-    assert not limiter.allow()
-    clock.now += 0.2
-    assert limiter.allow()
 
 
 def test_speech_clock_maps_stream_time_to_arrival():

@@ -119,7 +119,11 @@ def test_workers_share_the_port_and_one_that_dies_is_started_again(tmp_path):
     model = FakeOpenAI().start()
     model.default_reply = Reply(REPLY)
     env = fake_model_env(
-        tmp_path, model, REDIS_URL=REDIS_URL, REDIS_PREFIX=f"vozworkers{os.getpid()}"
+        tmp_path,
+        model,
+        REDIS_URL=REDIS_URL,
+        REDIS_PREFIX=f"vozworkers{os.getpid()}",
+        WS_MAX_SESSIONS_PER_USER="6",  # One user's six sessions at once, below.
     )
     token = prepare_database(env)["token"]
     server = start_daphne(env, args=("--workers", "2"))

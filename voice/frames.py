@@ -268,6 +268,7 @@ class Failure(Frame):
     code: str
     message: str
     fatal: bool = False
+    retry_after: float | None = None  # seconds (`rate_limited`)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
-"""Per-session limits from settings, and a sliding-window turn rate limiter."""
+"""Per-session limits from settings (per-user ones, turns and sessions: accounts/usage.py)."""
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -40,21 +38,3 @@ class VoiceLimits:
             "turns_per_minute": self.turns_per_minute,
             "sample_rates": [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE],
         }
-
-
-class TurnRateLimiter:
-    """Allows at most `per_minute` turns in any 60-second window."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self._turns: deque[float] = deque()
-
-    def allow(self) -> bool:
-        now = self.clock()
-        while self._turns and now - self._turns[0] >= 60.0:
-            self._turns.popleft()
-        if len(self._turns) >= self.per_minute:
-            return False
-        self._turns.append(now)
-        return True

@@ -30,6 +30,7 @@ CLOSE_UNAUTHORIZED = close_codes.UNAUTHORIZED
 CLOSE_NOT_FOUND = close_codes.NOT_FOUND
 CLOSE_TIMEOUT = close_codes.TIMEOUT
 CLOSE_SLOW_CLIENT = close_codes.SLOW_CLIENT
+CLOSE_TOO_MANY_SESSIONS = close_codes.TOO_MANY_SESSIONS
 
 
 class ProtocolError(Exception):
@@ -254,12 +255,15 @@ def _event(frame: f.Frame) -> Event | None:
             }
             return done | ({"error": frame.error} if frame.error else {})
         case f.Failure():
-            return {
+            event = {
                 "type": "error",
                 "code": frame.code,
                 "message": frame.message,
                 "fatal": frame.fatal,
             }
+            if frame.retry_after is not None:
+                event["retry_after"] = frame.retry_after
+            return event
         case f.Pong():
             return {"type": "pong", **({"id": frame.id} if frame.has_id else {})}
         case f.SessionStarted():

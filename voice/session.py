@@ -18,12 +18,13 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from accounts import usage
 from characters import selectors
 
 from . import engines, observe
 from .frames import AudioIn, EndRequest, Failure, Frame, Ping, Pong, SessionEnded, SessionStarted
 from .gone_watch import gone_watch, what_is_gone
-from .limits import TurnRateLimiter, VoiceLimits
+from .limits import VoiceLimits
 from .pipeline import Pipeline
 from .protocol import (
     CLOSE_NORMAL,
@@ -183,7 +184,6 @@ class VoiceSession:
         """The chain for this session, each engine plugged in as a small callable."""
         voices = dict(instance.character.voices or {})
         rate = start.input_audio.sample_rate
-        limiter = TurnRateLimiter(self.limits.turns_per_minute)
         self.recognise = RecogniseStage(
             functools.partial(engines.open_transcriber, language, rate), input_rate=rate
         )
@@ -211,9 +211,7 @@ class VoiceSession:
                 TurnsStage(
                     turn_detection=start.turn_detection,
                     voice_activity=hearing,
-                    allow_turn=limiter.allow,
-                    refusal=f"More than {self.limits.turns_per_minute} turns in a minute; "
-                    "wait a moment.",
+                    allow_turn=self._allow_turn,
                 ),
                 self.reply,
                 SplitStage(engines.sentence_splitter),
@@ -230,6 +228,15 @@ class VoiceSession:
                 ),
                 self.deliver,
             ]
+        )
+
+    async def _allow_turn(self) -> Failure | None:
+        """None when the user's turn budget (all sessions and doors) takes one more turn."""
+        wait_s = await usage.turn_take(self.user)
+        if wait_s is None:
+            return None
+        return Failure(
+            "rate_limited", usage.turn_refusal(wait_s), retry_after=usage.retry_after(wait_s)
         )
 
     async def end(self) -> None:

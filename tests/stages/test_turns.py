@@ -76,12 +76,16 @@ async def test_manual_commit_with_words_and_empty_commit():
 
 
 async def test_rate_limited_turn_is_refused_and_interrupts_nothing():
-    allowed = iter([True, False])
-    stage = TurnsStage(allow_turn=lambda: next(allowed), refusal="slow down")
+    answers = iter([None, Failure("rate_limited", "slow down", retry_after=12)])
+
+    async def allow_turn() -> Failure | None:
+        return next(answers)
+
+    stage = TurnsStage(allow_turn=allow_turn)
     run = await run_stage(stage, [TypedText("one", 0.0), TypedText("two", 0.1)])
     assert run.kinds() == ["Interruption", "UserTurn", "Failure"]
     failure = run.of(Failure)[0]
-    assert (failure.code, failure.message) == ("rate_limited", "slow down")
+    assert (failure.code, failure.message, failure.retry_after) == ("rate_limited", "slow down", 12)
 
 
 # False interruptions ---------------------------------------------------------------------------

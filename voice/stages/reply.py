@@ -62,6 +62,9 @@ class ReplyTurn(Protocol):
 
 
 OpenTurn = Callable[..., AbstractAsyncContextManager[ReplyTurn]]
+# Refusals of a turn that the client meets under their own code (docs/protocol.md); any other
+# failure to open a turn is `llm_failed`.
+REFUSAL_CODES = frozenset({"turn_in_progress"})
 Preempt = Callable[[str, Any], Awaitable[Any]]  # -> an early model stream with `.text`, or None
 # A turn could not be opened: True when that ends the session (its instance was deleted), and
 # the session says so itself; the turn then fails without `llm_failed`.
@@ -233,7 +236,11 @@ class ReplyStage(Stage):
         except Exception as exc:  # The user's message could not be stored: nothing was.
             if self._ends_session is not None and await self._ends_session(exc):
                 return
-            await self.push(Failure("llm_failed", describe(exc)))
+            code = getattr(exc, "code", None)
+            if code in REFUSAL_CODES:
+                await self.push(Failure(code, str(exc)))
+            else:
+                await self.push(Failure("llm_failed", describe(exc)))
             await self.push(self._done(reply, None, interrupted=False, error=describe(exc)))
             return
         self.conversation_id = turn.conversation_id

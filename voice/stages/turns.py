@@ -8,8 +8,8 @@ Turn detection (`session.start.turn_detection`):
   `input_audio.commit`) ends the turn, with everything heard since the last one.
 Typed text is always a turn of its own. Interruption policy: with the hear stage, speech that
 lasts the minimum interruption time (`BargeIn`), else a partial with words; `response.cancel` and
-every new turn interrupt the reply in flight; a turn over the rate limit is refused with an error
-and interrupts nothing.
+every new turn interrupt the reply in flight; a turn over its user's turn budget
+(`allow_turn` answers with the refusal) is refused with that error and interrupts nothing.
 
 False interruptions: while the character is speaking (a reply in flight, or its delivered audio
 still playing at the client by the audio's own duration), a turn that voice activity ended but
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from voice.frames import (
     BargeIn,
@@ -62,8 +62,7 @@ class TurnsStage(Stage):
         self,
         *,
         turn_detection: str | None = SERVER_VAD,
-        allow_turn: Callable[[], bool] = lambda: True,
-        refusal: str = "Too many turns; wait a moment.",
+        allow_turn: Callable[[], Awaitable[Failure | None]] | None = None,
         voice_activity: bool = False,
         clock: Callable[[], float] = time.monotonic,
         pause_limit_s: float = 10.0,
@@ -74,8 +73,7 @@ class TurnsStage(Stage):
         # in server_vad mode its commits (VAD + end of turn) end turns, as the client's do.
         self.voice_activity = voice_activity
         self.held_until_commit = self.manual or voice_activity
-        self._allow_turn = allow_turn
-        self._refusal = refusal
+        self._allow_turn = allow_turn  # -> None, or the refusal to send instead of the turn
         self._held: list[Final] = []  # manual mode: finals heard since the last commit
         self._clock = clock
         self._barged = False  # a BargeIn (speech long enough to interrupt) since the last turn
@@ -188,8 +186,9 @@ class TurnsStage(Stage):
         await self._turn(UserTurn(text, speech_end, final.final_at, decided_at=final.decided_at))
 
     async def _turn(self, turn: UserTurn) -> None:
-        if not self._allow_turn():
-            await self.push(Failure("rate_limited", self._refusal))
+        refusal = await self._allow_turn() if self._allow_turn is not None else None
+        if refusal is not None:
+            await self.push(refusal)
             return
         await self._interrupt("new turn")
         await self.push(turn)

@@ -19,7 +19,7 @@ from characters.models import CharacterInstance
 from conversation import engines, services
 from conversation.background import wait_background
 from conversation.engines import get_engine
-from conversation.errors import ConversationEnded, MessageNotStored
+from conversation.errors import ConversationEnded, MessageNotStored, TurnInProgress
 from conversation.turns import reply_turn
 
 
@@ -88,7 +88,7 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 self.stderr.write("; ".join(exc.messages))
                 continue
-            except (ConversationEnded, MessageNotStored) as exc:
+            except (ConversationEnded, MessageNotStored, TurnInProgress) as exc:
                 self.stderr.write(f"[{exc.code}] {exc}")
                 continue
             if turn.error is not None:

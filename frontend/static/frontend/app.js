@@ -212,7 +212,7 @@ function onServerEvent(event) {
     case "error":
       if (event.code === "stt_failed" && app.dataset.session === "") voiceUnavailable(event);
       else showError(event, event.fatal ? "connection" : "server");
-      if (event.code === "llm_failed" || event.code === "text_too_long" || event.code === "rate_limited") {
+      if (["llm_failed", "text_too_long", "rate_limited", "turn_in_progress"].includes(event.code)) {
         state.awaitingReply = Boolean(state.responseId);
       }
       break;

@@ -5,11 +5,12 @@
 const CLOSE_NORMAL = 1000;
 const CLOSE_UNAUTHORIZED = 4401;
 // Only these retry, with back-off: the connection dropped without a close frame (1006), the
-// server failed (4500) or cannot serve right now (4503), the page read too slowly (4429); and,
+// server failed (4500) or cannot serve right now (4503), the page read too slowly (4429), the
+// user's other tabs hold every session place (4409: one frees when another tab closes); and,
 // from a proxy in front, going away (1001) or the standard server error / try later (1011-1013).
 // Anything else stops until the user acts again: normal (1000), a bad origin (4403), an unknown
 // instance or path (4404), idle or too long (4408), a message too big (1009).
-const CLOSE_RETRY = new Set([1001, 1006, 1011, 1012, 1013, 4429, 4500, 4503]);
+const CLOSE_RETRY = new Set([1001, 1006, 1011, 1012, 1013, 4409, 4429, 4500, 4503]);
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
