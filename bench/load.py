@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -43,8 +44,11 @@ from bench.procs import (  # noqa: E402
     API_KEY,
     FakeModel,
     prepare_database,
+    process_tree,
+    rss_kib,
     server_env,
     start_daphne,
+    stat_fields,
 )
 
 
@@ -75,34 +79,17 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-def server_pids(pid: int) -> list[int]:
-    """The server's processes: `pid` and, with `--workers`, the worker processes it started."""
-    pids = [pid]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) == pid and b"realtime.server" in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return pids
-
-
-def _stat_fields(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return [int(v) for v in text[11:15]]  # utime, stime, cutime, cstime
-
-
 def cpu_split(server_pid: int, model_pid: int) -> dict[str, float]:
-    """CPU seconds so far (user + system): the server's processes (with its workers), their
-    reaped children (espeak-ng), the fake model, this load client, and the whole machine (all
-    cores, from /proc/stat)."""
+    """CPU seconds so far (user + system): the server's processes (with its web and TTS
+    workers), their reaped children (espeak-ng), the fake model, this load client, and the whole
+    machine (all cores, from /proc/stat)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    per_process = [_stat_fields(pid) for pid in server_pids(server_pid)]
+    per_process = []
+    for pid in process_tree(server_pid):
+        with contextlib.suppress(OSError):
+            per_process.append(stat_fields(pid))
     server = [sum(row[i] for row in per_process) for i in range(4)]
-    model = _stat_fields(model_pid)
+    model = stat_fields(model_pid)
     machine = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(v) for i, v in enumerate(machine) if i not in (3, 4))  # not idle, iowait
     own = os.times()
@@ -116,15 +103,8 @@ def cpu_split(server_pid: int, model_pid: int) -> dict[str, float]:
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of the server's processes (with its workers), MiB."""
-    total = 0.0
-    for one in server_pids(pid):
-        try:
-            lines = Path(f"/proc/{one}/status").read_text().splitlines()
-        except OSError:
-            continue
-        total += next((int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:")), 0.0)
-    return total
+    """Resident memory of the server's processes (with its web and TTS workers), MiB."""
+    return sum(rss_kib(one) for one in process_tree(pid)) / 1024
 
 
 async def one_session(

@@ -142,8 +142,44 @@ def start_daphne(env: dict[str, str]) -> Proc:
             time.sleep(0.2)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live process below it: web workers (`--workers`), TTS worker processes
+    (audio_pipeline/tts/worker_pool.py), a peer's helpers. Their CPU and memory are the
+    server's: since issue 21 Piper and libespeak-ng synthesise in worker processes."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for one in frontier for child in parents.get(one, [])]
+        tree.extend(frontier)
+    return tree
+
+
+def stat_fields(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of `pid` in clock ticks (fields 14-17 of /proc/pid/stat)."""
+    text = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return [int(v) for v in text[11:15]]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of one process, KiB (0 when it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(x.split()[1]) for x in lines if x.startswith("VmRSS:")), 0)
+
+
 class ProcStats:
-    """CPU seconds (user+system) and RSS of one process and its children, from /proc."""
+    """CPU seconds (user+system, reaped children included) and RSS of one process and every
+    live process below it (`process_tree`), from /proc."""
 
     TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -151,21 +187,19 @@ class ProcStats:
         self.pid = pid
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        # utime, stime, cutime, cstime are fields 14-17 (1-based); after ")" they start at 11.
-        return sum(int(v) for v in fields[11:15]) / self.TICKS
+        total = 0
+        for one in process_tree(self.pid):
+            try:
+                total += sum(stat_fields(one))
+            except OSError:
+                if one == self.pid:
+                    return float("nan")
+        return total / self.TICKS
 
     def rss_mib(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        if not Path(f"/proc/{self.pid}").exists():
+            return float("nan")
+        return sum(rss_kib(one) for one in process_tree(self.pid)) / 1024
 
 
 def load_average() -> list[float]:
