@@ -138,6 +138,40 @@ def test_malformed_json_says_where(api, character):
     assert "line 1, column" in body["detail"]
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream"])
+def test_a_json_body_larger_than_any_field_takes_is_413_before_it_is_parsed(
+    api, character, instance, content_type
+):
+    """HTTP_MAX_BODY_BYTES (10 MB, for audio) let an 8 MB JSON body cost up to 17 s of CPU
+    and hold the event loop for a second; no field takes more than a few text limits."""
+    from realtime.json_body import json_body_limit
+
+    limit = json_body_limit()
+    assert limit == 1024 * 1024  # The defaults' texts are far smaller.
+    body = '{"description": "' + "a" * limit + '"}'
+    for method, path in (
+        ("post", "/api/characters"),
+        ("patch", f"/api/characters/{character.id}"),
+        ("put", f"/api/instances/{instance.id}/memory"),
+        ("post", f"/api/instances/{instance.id}/chat"),
+        ("post", "/api/tts"),
+    ):
+        response = getattr(api.client, method)(
+            path, data=body, content_type=content_type, headers=api._headers()
+        )
+        assert response.status_code == 413, (path, response.content[:200])
+        assert response.json()["code"] == "too_large"
+        assert str(limit) in response.json()["detail"]
+    at_limit = '{"text": "' + "a" * (limit - 20) + '"}'
+    response = api.client.put(
+        f"/api/instances/{instance.id}/memory",
+        data=at_limit,
+        content_type=content_type,
+        headers=api._headers(),
+    )
+    assert response.status_code == 422  # Parsed: then MEMORY_MAX_CHARS refuses the text.
+
+
 def test_a_stored_infinity_is_answered_as_valid_json(api, character):
     """Nothing we answer is invalid JSON: a value that is not finite (stored by hand, say) is
     null, never the `Infinity` literal a browser's JSON.parse refuses."""
