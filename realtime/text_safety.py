@@ -57,7 +57,11 @@ def find_unsafe(value: Any, path: tuple[str, ...] = ()) -> tuple[str, str] | Non
                     return ".".join(where), reason
                 stack.append(((*where, key_text), child))
         elif isinstance(item, list | tuple):
-            stack.extend(((*where, str(index)), child) for index, child in enumerate(item))
+            stack.extend(  # Only what can hold text: a path built per number cost seconds.
+                ((*where, str(index)), child)
+                for index, child in enumerate(item)
+                if isinstance(child, str | dict | list | tuple)
+            )
     return None
 
 
