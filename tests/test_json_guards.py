@@ -333,3 +333,13 @@ def test_unstorable_text_is_found_past_many_numbers_and_nested_lists():
     assert find_unsafe(value) == ("a.2.0.1.k.1", "Text must not contain NUL (\\u0000) characters.")
     assert find_unsafe({"a": [[1] * 1000, ["\ud83d"]]})[0] == "a.1.0"
     assert find_unsafe({"a": list(range(1000))}) is None
+
+
+def test_nesting_is_measured_outside_strings_with_escaped_quotes():
+    from realtime.text_safety import json_depth
+
+    assert json_depth(b'{"a": "[[[{{{"}') == 1
+    assert json_depth(b'{"a": "\\"[[[", "b": [[1]]}') == 3
+    assert json_depth(b'["\\\\", [[1]], "]]]"]') == 3
+    assert json_depth(b"[" * 40 + b"]" * 40) == 40
+    assert json_depth(b'{"t": "' + b"a" * 100_000 + b'"}') == 1
