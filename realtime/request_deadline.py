@@ -104,9 +104,10 @@ class DeadlineHTTPChannel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         self._body_since = self._clock()
-        super().allHeadersReceived()
         if self.body_limit is not None and (self.length or 0) > self.body_limit:
-            self._refuse_too_large()
+            self._refuse_too_large()  # Before super(): no "100 Continue" invites the body.
+            return
+        super().allHeadersReceived()
 
     def _refuse_too_large(self) -> None:
         self._refused = True

@@ -143,10 +143,12 @@ async def test_a_body_larger_than_any_door_takes_is_refused_before_it_is_receive
     reader, writer = await _open(server)
     writer.write(
         b"POST /api/stt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-        b"Content-Type: audio/wav\r\nContent-Length: 300000000\r\n\r\n" % token.encode()
+        b"Content-Type: audio/wav\r\nExpect: 100-continue\r\nContent-Length: 300000000\r\n\r\n"
+        % token.encode()
     )
     answer, took = await _until_closed(reader)
-    assert _status(answer) == 413, answer[:200]
+    assert _status(answer) == 413, answer[:200]  # Not "100 Continue" first.
+    assert "Traceback" not in server.output()
     error = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert error["code"] == "too_large"
     assert str(BODY_LIMIT) in error["detail"]
