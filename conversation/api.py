@@ -25,6 +25,7 @@ from .errors import (
     ConversationEnded,
     ConversationNotFound,
     MessageNotStored,
+    ReplyOrphaned,
     TurnError,
     TurnInProgress,
 )
@@ -45,6 +46,8 @@ def _error(status: int, code: str, detail: str, **extra) -> JsonResponse:
 
 
 def _status_for(exc: Exception) -> int:
+    if isinstance(exc, ReplyOrphaned):
+        return 404  # The instance or conversation was deleted during the reply.
     if isinstance(exc, TurnError):
         return 503  # The database refused the write: try again later.
     return 504 if isinstance(exc, LlmTimeoutError) else 502

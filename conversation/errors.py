@@ -44,6 +44,13 @@ class ReplyNotStored(TurnError):
     code = "reply_not_stored"
 
 
+class ReplyOrphaned(TurnError):
+    """The conversation (or its instance) was deleted while the reply was produced: there is
+    nothing to store the reply in, and nothing to retry."""
+
+    code = "not_found"
+
+
 class LlmPromptTooLong(LlmBadRequestError):
     code = "prompt_too_long"
 

@@ -20,14 +20,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from characters.models import CharacterInstance, Conversation, Message
 from characters.services import conversation_reopen
 from characters.tokens import count_to_store
 
-from .errors import ConversationEnded, ConversationNotFound, TurnInProgress
+from .errors import ConversationEnded, ConversationNotFound, ReplyOrphaned, TurnInProgress
 from .models import ConversationState
 from .retry import with_db_retry
 from .selectors import conversation_history
@@ -193,7 +193,8 @@ def user_message_store_and_history(
 
 def reply_store(conversation_id: Any, holder: str = "", **fields: Any) -> Any:
     """Store the assistant's reply (`fields` are `Message` fields) and let go of `holder`'s
-    turn lease; returns the reply's id."""
+    turn lease; returns the reply's id. Raises ReplyOrphaned when the conversation was deleted
+    meanwhile (its instance deleted during the reply): the database refused the reply's key."""
 
     fields.setdefault("text_tokens", count_to_store(fields.get("text", "")))
 
@@ -207,4 +208,12 @@ def reply_store(conversation_id: Any, holder: str = "", **fields: Any) -> Any:
                 _turn_lease_release(conversation_id, holder)
         return message.pk
 
-    return with_db_retry(write, what="the reply")
+    try:
+        return with_db_retry(write, what="the reply")
+    except IntegrityError:
+        if Conversation.objects.filter(pk=conversation_id).exists():
+            raise
+        raise ReplyOrphaned(
+            "The conversation was deleted (or its instance) while the reply was produced; "
+            "the reply was not stored."
+        ) from None

@@ -62,6 +62,7 @@ from .errors import (
     LlmStalledError,
     MessageNotStored,
     ReplyNotStored,
+    ReplyOrphaned,
     TurnError,
     TurnInProgress,
 )
@@ -381,6 +382,8 @@ class ReplyTurn:
                 self.holder,
                 **self._reply_fields(text.strip(), interrupted),
             )
+        except ReplyOrphaned as exc:  # Deleted meanwhile: said to the client, not a failure.
+            self.error = exc
         except Exception as exc:  # Retried already if transient; never lost silently.
             if not isinstance(exc, TRANSIENT):
                 logger.exception("Storing reply %s failed.", self.id)

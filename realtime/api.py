@@ -21,6 +21,7 @@ from django.core.exceptions import (
 )
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -89,6 +90,14 @@ def error_response(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+@csrf_exempt  # No endpoint, nothing to protect: a POST gets this 404, not a CSRF page.
+def not_found_view(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any `/api/` path that is no endpoint: the API's JSON 404 (Django's page was HTML)."""
+    return error_response(
+        request, 404, "not_found", f"No API endpoint at {request.path}; see /api/docs."
+    )
 
 
 @api.exception_handler(ApiError)

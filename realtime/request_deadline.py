@@ -27,6 +27,8 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web import http
 
+MULTIPART_SLACK_BYTES = 1024 * 1024  # A form's boundaries, part headers and other fields.
+
 RESPONSE_408 = json.dumps(
     {
         "detail": "The request did not arrive in time; send it whole, without pauses.",
@@ -36,13 +38,44 @@ RESPONSE_408 = json.dumps(
 ).encode()
 
 
-class DeadlineHTTPChannel(http.HTTPChannel):
-    """Twisted's HTTP/1.1 channel with a deadline on receiving each request (see above)."""
+def max_body_bytes() -> int:
+    """The largest request body any door takes (bytes; see the module docstring)."""
+    from django.conf import settings
 
-    def __init__(self, timeout_s: float, min_rate: float, clock=time.monotonic) -> None:
+    largest = max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0, settings.STT_MAX_UPLOAD_BYTES)
+    return largest + MULTIPART_SLACK_BYTES
+
+
+def _response_413(limit: int) -> bytes:
+    body = json.dumps(
+        {
+            "detail": f"The body is over {limit} bytes, more than any request here takes.",
+            "code": "too_large",
+            "errors": [],
+        }
+    ).encode()
+    return (
+        b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+class DeadlineHTTPChannel(http.HTTPChannel):
+    """Twisted's HTTP/1.1 channel with a deadline on receiving each request and a bound on its
+    body's size, `body_limit` bytes (None: none) (see above)."""
+
+    def __init__(
+        self,
+        timeout_s: float,
+        min_rate: float,
+        clock=time.monotonic,
+        body_limit: int | None = None,
+    ) -> None:
         super().__init__()
         self.request_timeout_s = timeout_s
         self.min_rate = min_rate
+        self.body_limit = body_limit
+        self._refused = False
         self._clock = clock
         self._since: float | None = None  # The receiving phase's start; None: not receiving.
         self._body_since: float | None = None  # When the head was complete.
@@ -58,15 +91,30 @@ class DeadlineHTTPChannel(http.HTTPChannel):
         self._receive()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._since is not None:
             self._heard = True
             if self._body_since is not None:
                 self._body_bytes += len(data)
+                if self.body_limit is not None and self._body_bytes > self.body_limit:
+                    self._refuse_too_large()  # A chunked body has no length to check first.
+                    return
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         self._body_since = self._clock()
+        if self.body_limit is not None and (self.length or 0) > self.body_limit:
+            self._refuse_too_large()  # Before super(): no "100 Continue" invites the body.
+            return
         super().allHeadersReceived()
+
+    def _refuse_too_large(self) -> None:
+        self._refused = True
+        self._stop()
+        if self.transport is not None:
+            self.transport.write(_response_413(self.body_limit or 0))
+        self.loseConnection()  # Twisted stops reading from the peer at once.
 
     def allContentReceived(self) -> None:
         self._stop()  # The request is whole: the application answers, however long it takes.
@@ -136,7 +184,9 @@ def _channel_protocol(factory: http.HTTPFactory) -> Any:
     from django.conf import settings
 
     channel = DeadlineHTTPChannel(
-        settings.HTTP_REQUEST_TIMEOUT_SECONDS, settings.HTTP_REQUEST_MIN_RATE
+        settings.HTTP_REQUEST_TIMEOUT_SECONDS,
+        settings.HTTP_REQUEST_MIN_RATE,
+        body_limit=max_body_bytes(),
     )
     # Twisted's private wrapper: what `http.HTTPFactory.protocol` itself returns (tests/
     # test_request_deadline.py fails if a Twisted upgrade changes it).

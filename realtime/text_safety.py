@@ -23,8 +23,10 @@ from django.core.exceptions import ValidationError
 MAX_JSON_DEPTH = 32  # Arrays and objects; no message or body we accept nests deeper than ~4.
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+# Unrolled (a run of plain characters at a time) and `+`: one match per character made the
+# scan of a 1 MiB body take 0.1-0.2 s on the event loop; now 0.01 s.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 NUL_MESSAGE = "Text must not contain NUL (\\u0000) characters."
@@ -57,7 +59,11 @@ def find_unsafe(value: Any, path: tuple[str, ...] = ()) -> tuple[str, str] | Non
                     return ".".join(where), reason
                 stack.append(((*where, key_text), child))
         elif isinstance(item, list | tuple):
-            stack.extend(((*where, str(index)), child) for index, child in enumerate(item))
+            stack.extend(  # Only what can hold text: a path built per number cost seconds.
+                ((*where, str(index)), child)
+                for index, child in enumerate(item)
+                if isinstance(child, str | dict | list | tuple)
+            )
     return None
 
 

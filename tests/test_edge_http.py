@@ -181,6 +181,25 @@ def test_unexpected_errors_are_json(api, monkeypatch):
     assert response.json()["code"] == "internal_error"
 
 
+def test_a_path_under_api_that_is_no_endpoint_is_a_json_404(api, instance):
+    """Django's HTML page answered these (docs/api.md: every error is JSON)."""
+    from django.test import Client
+
+    anonymous = Client(enforce_csrf_checks=True)  # A POST must not meet a CSRF page either.
+    for response in (
+        api.get("/api/nothing"),
+        api.get("/api/"),
+        api.get("/api/characters/"),
+        api.get("/api/instances/by-name/a/b"),  # a name holding "/" ("..%2F..%2Fetc")
+        api.post(f"/api/instances/{instance.id}/chat/extra"),
+        anonymous.post("/api/nothing", data="{}", content_type="application/json"),
+        anonymous.put("/api/nothing"),
+    ):
+        assert response.status_code == 404, response.content
+        assert response["Content-Type"].startswith("application/json"), response.content
+        assert response.json()["code"] == "not_found"
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite locking")
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_memory_writes_on_a_sqlite_file_all_succeed(tmp_path):

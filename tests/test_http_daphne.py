@@ -119,3 +119,28 @@ def test_a_content_length_of_thousands_of_digits_is_refused_not_a_500(served):
     assert status_line in (b"", b"HTTP/1.1 400 Bad Request"), status_line
     assert ask(server, "GET", "/healthz")[0] == 200
     assert "Traceback" not in server.output()
+
+
+def test_form_bodies_are_left_to_django_not_parsed_by_twisted(served):
+    """Twisted parsed every POST form body on the event loop, without Django's limits, and
+    answered a bare 400 (no body, no JSON) when it could not: a multipart body without a
+    boundary. Now Django reads the body and the API says what is wrong (realtime/form_bodies.py)."""
+    server, token = served
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/api/stt",
+            body=b"not a form",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data"},
+        )
+        answer = connection.getresponse()
+        status, content_type, body = answer.status, answer.getheader("Content-Type"), answer.read()
+    finally:
+        connection.close()
+    assert status == 400
+    assert content_type == "application/json; charset=utf-8", (content_type, body)
+    error = json.loads(body)
+    assert error["code"] == "bad_request"
+    assert "boundary" in error["detail"]
+    assert ask(server, "GET", "/healthz")[0] == 200

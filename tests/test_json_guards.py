@@ -138,6 +138,40 @@ def test_malformed_json_says_where(api, character):
     assert "line 1, column" in body["detail"]
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream"])
+def test_a_json_body_larger_than_any_field_takes_is_413_before_it_is_parsed(
+    api, character, instance, content_type
+):
+    """HTTP_MAX_BODY_BYTES (10 MB, for audio) let an 8 MB JSON body cost up to 17 s of CPU
+    and hold the event loop for a second; no field takes more than a few text limits."""
+    from realtime.json_body import json_body_limit
+
+    limit = json_body_limit()
+    assert limit == 1024 * 1024  # The defaults' texts are far smaller.
+    body = '{"description": "' + "a" * limit + '"}'
+    for method, path in (
+        ("post", "/api/characters"),
+        ("patch", f"/api/characters/{character.id}"),
+        ("put", f"/api/instances/{instance.id}/memory"),
+        ("post", f"/api/instances/{instance.id}/chat"),
+        ("post", "/api/tts"),
+    ):
+        response = getattr(api.client, method)(
+            path, data=body, content_type=content_type, headers=api._headers()
+        )
+        assert response.status_code == 413, (path, response.content[:200])
+        assert response.json()["code"] == "too_large"
+        assert str(limit) in response.json()["detail"]
+    at_limit = '{"text": "' + "a" * (limit - 20) + '"}'
+    response = api.client.put(
+        f"/api/instances/{instance.id}/memory",
+        data=at_limit,
+        content_type=content_type,
+        headers=api._headers(),
+    )
+    assert response.status_code == 422  # Parsed: then MEMORY_MAX_CHARS refuses the text.
+
+
 def test_a_stored_infinity_is_answered_as_valid_json(api, character):
     """Nothing we answer is invalid JSON: a value that is not finite (stored by hand, say) is
     null, never the `Infinity` literal a browser's JSON.parse refuses."""
@@ -288,3 +322,24 @@ def test_a_json_body_over_the_body_limit_is_413(api, instance, settings):
     _assert_refused(response, 413, "too_large")
     instance.refresh_from_db()
     assert instance.memory == "Vive en Madrid."
+
+
+def test_unstorable_text_is_found_past_many_numbers_and_nested_lists():
+    """find_unsafe walks only what can hold text (a path per number cost 1.1 s for 500,000
+    numbers, now 0.3 s); a bad string anywhere is still found, with its path."""
+    from realtime.text_safety import find_unsafe
+
+    value = {"a": [[1.5] * 1000, [True, None, 3], [["ok", {"k": ["x", "bad\x00"]}]]]}
+    assert find_unsafe(value) == ("a.2.0.1.k.1", "Text must not contain NUL (\\u0000) characters.")
+    assert find_unsafe({"a": [[1] * 1000, ["\ud83d"]]})[0] == "a.1.0"
+    assert find_unsafe({"a": list(range(1000))}) is None
+
+
+def test_nesting_is_measured_outside_strings_with_escaped_quotes():
+    from realtime.text_safety import json_depth
+
+    assert json_depth(b'{"a": "[[[{{{"}') == 1
+    assert json_depth(b'{"a": "\\"[[[", "b": [[1]]}') == 3
+    assert json_depth(b'["\\\\", [[1]], "]]]"]') == 3
+    assert json_depth(b"[" * 40 + b"]" * 40) == 40
+    assert json_depth(b'{"t": "' + b"a" * 100_000 + b'"}') == 1

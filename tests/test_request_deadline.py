@@ -17,6 +17,8 @@ from tests.servers import prepare_database, server_env, start_daphne
 
 BOUND_S = 2.0
 SLACK_S = 1.5  # Scheduling on a loaded 2-core machine.
+BODY_BYTES = 100_000  # HTTP_MAX_BODY_BYTES and STT_MAX_UPLOAD_BYTES here.
+BODY_LIMIT = BODY_BYTES + 1024 * 1024  # What the channel takes (multipart slack included).
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,8 @@ def served(tmp_path_factory):
         tmp_path_factory.mktemp("deadline"),
         HTTP_REQUEST_TIMEOUT_SECONDS=str(BOUND_S),
         HTTP_REQUEST_MIN_RATE="500",
+        HTTP_MAX_BODY_BYTES=str(BODY_BYTES),
+        STT_MAX_UPLOAD_BYTES=str(BODY_BYTES),
         WARM_UP="false",
     )
     credentials = prepare_database(env)
@@ -129,6 +133,61 @@ async def test_a_slow_upload_that_keeps_the_rate_is_not_cut(served):
     took = time.monotonic() - started
     assert took > 2 * BOUND_S, "the upload outlasted the bound"
     assert _status(answer) == 201, answer[:300]  # The whole body arrived and was stored.
+    writer.close()
+
+
+async def test_a_body_larger_than_any_door_takes_is_refused_before_it_is_received(served):
+    """A 300 MB Content-Length was received whole and handed to Django in memory (+290 MB
+    peak) before its 413; now the head alone is answered 413, and nothing more is read."""
+    server, token = served
+    reader, writer = await _open(server)
+    writer.write(
+        b"POST /api/stt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: audio/wav\r\nExpect: 100-continue\r\nContent-Length: 300000000\r\n\r\n"
+        % token.encode()
+    )
+    answer, took = await _until_closed(reader)
+    assert _status(answer) == 413, answer[:200]  # Not "100 Continue" first.
+    assert "Traceback" not in server.output()
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert error["code"] == "too_large"
+    assert str(BODY_LIMIT) in error["detail"]
+    assert took < BOUND_S, took  # At once, not after a body that was never sent.
+    writer.close()
+
+
+async def test_a_chunked_body_is_cut_once_it_grows_past_the_limit(served):
+    server, token = served
+    reader, writer = await _open(server)
+    writer.write(
+        b"POST /api/tts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % token.encode()
+    )
+    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
+    try:
+        for _ in range(BODY_LIMIT // 0x10000 + 8):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass  # The server stopped reading and closed: what is tested.
+    answer, _ = await _until_closed(reader)
+    assert _status(answer) == 413, answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "too_large"
+    writer.close()
+
+
+async def test_a_body_under_the_limit_still_reaches_the_application(served):
+    server, token = served
+    reader, writer = await _open(server)
+    body = b"\0" * (BODY_BYTES + 10)  # Over STT_MAX_UPLOAD_BYTES, under the channel's limit.
+    writer.write(
+        b"POST /api/stt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Authorization: Bearer %s\r\nContent-Type: audio/L16;rate=16000\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (token.encode(), len(body), body)
+    )
+    answer, _ = await _until_closed(reader)
+    assert _status(answer) == 413, answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "upload_too_large"  # Django's.
     writer.close()
 
 

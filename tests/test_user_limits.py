@@ -328,3 +328,21 @@ async def test_observers_have_their_own_places(limits, token, nova):
     assert (await next_event(again))["type"] == "observe.started"
     for ws in [*voices, observers[1], again]:
         await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_ping_sockets_have_their_own_places(limits, token, nova):
+    """/ws/ping/ was not limited at all: one token held 60 of them (each re-checks its
+    credentials every few seconds). Now as many as voice sessions, counted apart."""
+    voices = [await connect(token), await connect(token)]  # Both voice places taken.
+    pings = [await connect(token, "/ws/ping/") for _ in range(2)]
+    for ws in pings:
+        assert (await next_event(ws))["type"] == "hello"
+    event, code = await session_refusal(await connect(token, "/ws/ping/"))
+    assert (code, event["code"]) == (4409, "too_many_sessions")
+    await pings[0].disconnect()
+    await asyncio.sleep(0.05)
+    again = await connect(token, "/ws/ping/")
+    assert (await next_event(again))["type"] == "hello"
+    for ws in [*voices, pings[1], again]:
+        await ws.disconnect()

