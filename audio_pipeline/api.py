@@ -6,6 +6,8 @@ Errors are the API's JSON errors; the codes are listed in docs/speech.md.
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from django.conf import settings
@@ -28,10 +30,11 @@ from .tts import (
     TtsUnavailable,
     UnknownVoice,
     engines_report,
-    synthesize_with_fallback,
     voice_map_for,
 )
 from .tts.chain import chain_for
+from .tts.pieces import synthesize_pieces
+from .tts_slots import TtsSlot, slot_take
 
 router = Router(tags=["speech"])
 
@@ -139,7 +142,9 @@ async def speech_to_text(
     }
 
 
-@router.post("/tts", summary="Speak text", response={200: None, 422: ErrorOut, 503: ErrorOut})
+@router.post(
+    "/tts", summary="Speak text", response={200: None, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut}
+)
 async def text_to_speech(request: HttpRequest, payload: TtsIn):
     if len(payload.text) > settings.TTS_MAX_CHARS:
         raise ApiError(
@@ -166,28 +171,54 @@ async def text_to_speech(request: HttpRequest, payload: TtsIn):
         voices = voice_map_for(payload.voice) if payload.voice else {}
     except UnknownVoice as exc:
         raise ApiError(422, "unknown_voice", str(exc), field="voice") from exc
-    try:
-        stream = await synthesize_with_fallback(
-            payload.text, language=payload.language, voices=voices
+    slot = slot_take(request.auth.pk)
+    if slot is None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"This user already has {settings.TTS_CONCURRENT_PER_USER} speech requests running "
+            "(TTS_CONCURRENT_PER_USER); retry when one has finished.",
+            headers={"Retry-After": "1"},
         )
+    try:
+        stream = await synthesize_pieces(payload.text, language=payload.language, voices=voices)
+        body = await tts_body(stream, payload.format)
     except NothingToSay as exc:
+        slot.release()
         raise ApiError(422, "nothing_to_say", str(exc), field="text") from exc
     except TtsFailed as exc:
+        slot.release()
         raise ApiError(422, "tts_failed", str(exc)) from exc
     except TtsUnavailable as exc:
+        slot.release()
         raise ApiError(503, "tts_unavailable", str(exc)) from exc
-    body = await tts_body(stream, payload.format)
-    response = (
-        StreamingHttpResponse(body.chunks, content_type=body.content_type)
-        if body.data is None
-        else HttpResponse(body.data, content_type=body.content_type)
-    )
+    except BaseException:
+        slot.release()
+        raise
+    if body.data is None:
+        response = StreamingHttpResponse(
+            _releasing(body.chunks, slot), content_type=body.content_type
+        )
+        # A response never sent (the client left first) still gives its slot back.
+        weakref.finalize(response, slot.release)
+    else:
+        slot.release()
+        response = HttpResponse(body.data, content_type=body.content_type)
     response["X-Voz-Engine"] = stream.engine
     if stream.voice:
         response["X-Voz-Voice"] = stream.voice
     response["X-Voz-Sample-Rate"] = str(body.sample_rate)
     response["Cache-Control"] = "no-store"
     return response
+
+
+async def _releasing(chunks: AsyncIterator[bytes], slot: TtsSlot) -> AsyncIterator[bytes]:
+    """`chunks`, then the user's TTS slot given back (also when the client leaves early)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        slot.release()
 
 
 @router.get("/voices", summary="TTS engines, whether each is available, and their voices")

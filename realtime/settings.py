@@ -417,6 +417,8 @@ TTS_ESPEAK_IN_PROCESS = env_bool("TTS_ESPEAK_IN_PROCESS", True)
 TTS_WORKERS = env_int("TTS_WORKERS", 2)
 TTS_WORKER_TIMEOUT = env_float("TTS_WORKER_TIMEOUT", 20.0)
 TTS_WORKER_QUEUE = env_int("TTS_WORKER_QUEUE", 32)
+# POST /api/tts jobs one user may run at once in one process (0: no cap); past it, 429.
+TTS_CONCURRENT_PER_USER = env_int("TTS_CONCURRENT_PER_USER", 2)
 # What reaches an engine: a unit of 1-4 characters repeated more than this is cut to this many,
 # a "word" longer than this is split (0: off). espeak-ng crashes on some such texts.
 TTS_REPEAT_MAX = env_int("TTS_REPEAT_MAX", 3)
