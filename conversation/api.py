@@ -207,13 +207,26 @@ class ConsolidateOut(Schema):
     memory: str
     revision_id: int | None
     failed: list[ConsolidationFailure]
+    deferred: int
 
 
-@router.post("/instances/{instance_id}/memory/consolidate", response=ConsolidateOut)
-async def consolidate_memory(request: HttpRequest, instance_id: UUID) -> dict:
-    """Consolidate now every conversation of the instance not yet in its memory (open ones too)."""
-    instance = await sync_to_async(selectors.instance_get)(
-        user=request.auth, instance_id=instance_id
+@router.post("/instances/{instance_id}/memory/consolidate", response={200: ConsolidateOut})
+async def consolidate_memory(request: HttpRequest, instance_id: UUID):
+    """Consolidate now every conversation of the instance not yet in its memory (open ones too).
+
+    Each conversation is one model request, counted as a turn of the user's WS_TURNS_PER_MINUTE:
+    when the budget runs out the rest are left (`deferred`); 429 `rate_limited` (Retry-After)
+    when it allows none and something was to be done."""
+    user = request.auth
+    instance = await sync_to_async(selectors.instance_get)(user=user, instance_id=instance_id)
+    result = await memory_consolidate(
+        instance_id=instance.pk, include_open=True, budget=lambda: usage.turn_take(user)
     )
-    result = await memory_consolidate(instance_id=instance.pk, include_open=True)
+    if result.retry_after is not None and not result.conversations and not result.failed:
+        seconds = usage.retry_after(result.retry_after)
+        refused = _error(
+            429, "rate_limited", usage.turn_refusal(result.retry_after), retry_after=seconds
+        )
+        refused["Retry-After"] = str(seconds)
+        return refused
     return result.__dict__

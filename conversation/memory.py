@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -58,6 +58,8 @@ class ConsolidationResult:
     memory: str
     revision_id: int | None  # the newest revision this run made, if any
     failed: list[dict[str, str]] = field(default_factory=list)  # [{"conversation_id", "error"}]
+    deferred: int = 0  # left for a later call: the caller's model budget ran out
+    retry_after: float | None = None  # seconds until the budget allows the next, when deferred
 
 
 def consolidation_status() -> dict[str, Any]:
@@ -79,10 +81,13 @@ async def memory_consolidate(
     instance_id: Any,
     include_open: bool = False,
     engine: LlmEngine | None = None,
+    budget: Callable[[], Awaitable[float | None]] | None = None,
 ) -> ConsolidationResult:
     """Consolidate the instance's conversations not yet in memory, one at a time, each isolated.
 
-    `include_open` (an explicit request) also takes open conversations and those backing off.
+    `include_open` (an explicit request) also takes open conversations and those backing off
+    (after the others). `budget`, awaited before each model request, returns None to go on or the
+    seconds until one is allowed: then the rest are left (`deferred`, `retry_after`).
     """
     engine = engine or get_engine()
     async with keyed_lock("memory", instance_id):
@@ -92,7 +97,11 @@ async def memory_consolidate(
         publisher = Publisher(instance_id)
         result = ConsolidationResult(instance_id, 0, "", None)
         try:
-            for conversation_id in pending:
+            for index, conversation_id in enumerate(pending):
+                wait_s = await budget() if budget is not None else None
+                if wait_s is not None:
+                    result.deferred, result.retry_after = len(pending) - index, wait_s
+                    break
                 try:
                     revision_id = await _consolidate_one(
                         engine, instance_id, conversation_id, publisher

@@ -54,28 +54,25 @@ def conversations_to_consolidate(instance_id: Any, *, include_open: bool, now=No
     """Ids of the instance's conversations with activity not yet in memory, oldest first.
 
     Conversations backing off after a failed consolidation are left out until their next try,
-    unless `include_open` (an explicit request) asks for everything.
+    unless `include_open` (an explicit request) asks for everything: then they come after the
+    others, so one that keeps failing does not spend a budgeted call before those that are due.
     """
     now = now or timezone.now()
     conversations = Conversation.objects.filter(instance_id=instance_id).order_by("started_at")
     if not include_open:
         conversations = conversations.filter(ended_at__isnull=False)
-    pending = []
+    pending, backing_off = [], []
     for conversation in conversations.select_related("engine_state"):
         state = getattr(conversation, "engine_state", None)
         done = state.consolidated_at if state else None
         if done is not None and done >= conversation.last_activity_at:
             continue
-        if (
-            not include_open
-            and state
-            and state.consolidation_next_at
-            and (state.consolidation_next_at > now)
-        ):
+        waiting = bool(state and state.consolidation_next_at and state.consolidation_next_at > now)
+        if waiting and not include_open:
             continue
         if conversation.messages.filter(role=Message.Role.USER).exists():
-            pending.append(conversation.pk)
-    return pending
+            (backing_off if waiting else pending).append(conversation.pk)
+    return pending + backing_off
 
 
 def instances_due(now=None) -> list[Any]:

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
 
 
 def page_strings() -> dict:
@@ -113,6 +114,7 @@ def error_messages() -> dict[str, str]:
     }
 
 
+@require_safe  # A page to read: PUT or DELETE on it is a 405, not the page.
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     config = {

@@ -22,6 +22,7 @@ from django.core.exceptions import (
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -65,6 +66,7 @@ api = VozApi(
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
+    docs_decorator=require_safe,  # The docs and the schema are read only: 405 for the rest.
     parser=StrictParser(),
     renderer=StrictJsonRenderer(),
 )

@@ -45,7 +45,7 @@ DESCRIPTIONS = {
     "413": "Too large",
     "415": "Unsupported audio",
     "422": "Invalid input; `errors` names each field (`validation_error`, …)",
-    "429": "Over API_RATE_LIMIT, (chat) the user's WS_TURNS_PER_MINUTE or (TTS) TTS_CONCURRENT_PER_USER (`rate_limited`, see Retry-After)",
+    "429": "Over API_RATE_LIMIT, (chat, memory consolidation) the user's WS_TURNS_PER_MINUTE or (TTS) TTS_CONCURRENT_PER_USER (`rate_limited`, see Retry-After)",
     "502": "The reply model failed",
     "503": "A dependency is unavailable (`unavailable`, `tts_unavailable`)",
     "504": "The reply model timed out",

@@ -66,6 +66,28 @@ def test_head_is_answered_on_get_routes_and_405_is_json_with_allow(served):
         assert json.loads(body)["code"] == "method_not_allowed", path
 
 
+def test_trace_and_methods_a_route_does_not_take_are_a_json_405_before_csrf(served):
+    """Red team D over daphne: TRACE on the docs answered 200, PUT on a page the HTML CSRF 403."""
+    server, token = served
+    for method, path, allow in (
+        ("TRACE", "/api/docs", "GET, HEAD"),
+        ("TRACE", "/api/openapi.json", "GET, HEAD"),
+        ("PUT", "/api/openapi.json", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("PUT", "/accounts/login/", "GET, HEAD, POST, OPTIONS"),
+        ("TRACE", "/admin/", "GET, HEAD, POST"),
+        ("TRACE", "/api/voices", "GET, HEAD"),
+        ("TRACE", "/healthz", "GET, HEAD"),
+    ):
+        status, headers, body = ask(server, method, path, token)
+        assert status == 405, (method, path, status)
+        assert headers["content-type"] == "application/json", (method, path)
+        assert set(headers["allow"].split(", ")) == set(allow.split(", ")), (method, path)
+        assert json.loads(body)["code"] == "method_not_allowed", (method, path)
+    status, _, _ = ask(server, "POST", "/accounts/login/")  # no CSRF token: still refused
+    assert status == 403
+
+
 async def _authenticated(server, query: str) -> bool:
     """Whether the voice socket accepts the credentials in `query` (4401 closes it)."""
     async with websockets.connect(f"{server.ws}/ws/voice/?{query}") as ws:

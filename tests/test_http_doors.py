@@ -180,3 +180,41 @@ def test_query_secrets_are_redacted_by_their_decoded_name():
         "GET /x?%74oken=[redacted]&TOKEN=[redacted]&access-token=[redacted]"
         "&%2574oken=[redacted]&X-Api-Key=[redacted]&q=[redacted]&monkey=1"
     )
+
+
+def test_a_method_no_route_takes_is_a_json_405_before_csrf_on_every_kind_of_route(
+    api, user, admin_client_, instance
+):
+    """Red team D: TRACE on the docs and the schema answered 200; PUT and DELETE on them and on
+    the pages answered the HTML CSRF 403, because the CSRF check ran before the 405."""
+    page = Client(enforce_csrf_checks=True)
+    page.force_login(user)
+    admin = Client(enforce_csrf_checks=True)
+    admin.cookies = admin_client_.cookies  # the superuser's session
+    headers = {"Authorization": f"Bearer {api.token}"}
+    doors = [
+        (api.client, "/api/voices", "GET, HEAD"),
+        (api.client, f"/api/instances/{instance.id}", "GET, HEAD, PATCH, DELETE"),
+        (Client(enforce_csrf_checks=True), "/api/docs", "GET, HEAD"),
+        (Client(enforce_csrf_checks=True), "/api/openapi.json", "GET, HEAD"),
+        (page, "/", "GET, HEAD"),
+        (Client(enforce_csrf_checks=True), "/accounts/login/", "GET, HEAD, POST, OPTIONS"),
+        (admin, "/admin/", "GET, HEAD, POST"),
+        (admin, "/admin/characters/character/", "GET, HEAD, POST"),
+        (Client(enforce_csrf_checks=True), "/healthz", "GET, HEAD"),
+        (Client(enforce_csrf_checks=True), "/readyz", "GET, HEAD"),
+    ]
+    for client, path, allow in doors:
+        for method in ("TRACE", "PUT", "DELETE", "FOO"):
+            if method in allow.split(", "):
+                continue
+            response = client.generic(method, path, headers=headers)
+            assert response.status_code == 405, (method, path, response.status_code)
+            assert response["Content-Type"] == "application/json", (method, path)
+            assert set(response["Allow"].split(", ")) == set(allow.split(", ")), (method, path)
+            assert response.json()["code"] == "method_not_allowed", (method, path)
+    # A method the route does take still meets CSRF: a form POST without its token is a 403.
+    assert Client(enforce_csrf_checks=True).post("/accounts/login/", {}).status_code == 403
+    assert admin.post("/admin/characters/character/", {}).status_code == 403
+    # And the API's JSON 404 stays a 404 whatever the method.
+    assert api.client.generic("TRACE", "/api/no-such-route", headers=headers).status_code == 404

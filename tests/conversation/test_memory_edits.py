@@ -20,7 +20,7 @@ from characters.models import CharacterInstance, Conversation, MemoryRevision, M
 from conversation.memory import consolidate_idle, memory_consolidate
 from conversation.models import ConversationState
 from conversation.observe import group_for
-from tests.fake_openai import Failure
+from tests.fake_openai import Failure, Reply
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MEMORY = "Commands the starship Lumen.\nHer first officer is a robot named Bolt."
@@ -400,3 +400,74 @@ async def test_a_long_conversation_is_consolidated_from_its_newest_turns(
     assert "Entry 059" in prompt and "Entry 000" not in prompt  # the newest kept, the oldest not
     assert sum(message_tokens(m["content"]) for m in messages) <= 1_200 - 512 - 16
     assert await memory_of(nova) == MEMORY + "\nThe user keeps a log."
+
+
+# The per-user model budget of an explicit consolidation (issue 21, red team C) -----------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_consolidate_endpoint_spends_the_turn_budget_one_model_request_each(
+    fake_openai, user, token, nova, settings
+):
+    """Each conversation is one model request, counted in WS_TURNS_PER_MINUTE with chat and
+    voice turns; one backing off comes after those that are due; past the budget the rest are
+    deferred, then 429 with Retry-After and no model request; the operator's command is not
+    limited."""
+    from django.core.management import call_command
+
+    settings.WS_TURNS_PER_MINUTE = 3
+    settings.MEMORY_CONSOLIDATION = False
+    stuck = await sync_to_async(ended_conversation)(nova, user, "Something odd.")
+    await ConversationState.objects.acreate(
+        conversation=stuck,
+        consolidation_attempts=1,
+        consolidation_next_at=timezone.now() + timezone.timedelta(seconds=600),
+        consolidation_error="bad_edits: not JSON",
+    )
+    for name in ("Ana", "Bea", "Cid"):
+        await sync_to_async(ended_conversation)(nova, user, f"I know {name}.")
+    fake_openai.default_reply = Reply('{"edits": []}')
+    url = f"/api/instances/{nova.id}/memory/consolidate"
+    auth = {"Authorization": f"Bearer {token}"}
+    before = len(fake_openai.chat_requests)
+    first = await AsyncClient().post(url, headers=auth)
+    assert first.status_code == 200, first.content
+    assert first.json()["conversations"] == 3 and first.json()["deferred"] == 1
+    assert first.json()["failed"] == []
+    assert len(fake_openai.chat_requests) - before == 3
+    assert "Something odd." not in "".join(
+        r.messages[-1]["content"] for r in fake_openai.chat_requests
+    )
+    for _ in range(3):
+        refused = await AsyncClient().post(url, headers=auth)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "rate_limited"
+        assert 1 <= int(refused["Retry-After"]) <= 60
+    assert len(fake_openai.chat_requests) - before == 3
+    # The same budget as chat: a chat turn is refused too.
+    chat = await AsyncClient().post(
+        f"/api/instances/{nova.id}/chat",
+        json.dumps({"text": "hi"}),
+        content_type="application/json",
+        headers=auth,
+    )
+    assert chat.status_code == 429
+    # The operator's command is not counted: it consolidates what is left.
+    await sync_to_async(call_command, thread_sensitive=False)("consolidate_memory", "nova")
+    assert len(fake_openai.chat_requests) - before == 4
+    state = await ConversationState.objects.aget(conversation=stuck)
+    assert state.consolidated_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_consolidate_endpoint_with_nothing_to_do_is_not_refused(
+    fake_openai, user, token, nova, settings
+):
+    settings.WS_TURNS_PER_MINUTE = 1
+    await sync_to_async(ended_conversation)(nova, user, "I am Ana.")
+    fake_openai.default_reply = Reply('{"edits": []}')
+    url = f"/api/instances/{nova.id}/memory/consolidate"
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await AsyncClient().post(url, headers=auth)).json()["conversations"] == 1
+    again = await AsyncClient().post(url, headers=auth)  # nothing left: no model request
+    assert again.status_code == 200 and again.json()["deferred"] == 0
