@@ -6,11 +6,12 @@ from channels.db import database_sync_to_async
 
 from accounts.usage import SessionLease
 from characters import selectors
-from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.auth import authenticated_user
 from consumers.json_socket import JsonSocketConsumer
+from consumers.leases import accept_with_lease
 from voice import observe
 from voice.gone_watch import gone_watch
-from voice.protocol import CLOSE_NOT_FOUND, CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED
+from voice.protocol import CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED
 
 
 class ObserveConsumer(JsonSocketConsumer):
@@ -28,18 +29,14 @@ class ObserveConsumer(JsonSocketConsumer):
         if instance is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        lease = SessionLease(user, "observers")
-        if not await lease.take():
-            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
-            return
-        try:
+
+        async def join() -> None:
             self.group = observe.group_for(instance.id)
             await self.channel_layer.group_add(self.group, self.channel_name)
-            await self.accept(subprotocol=accepted_subprotocol(self.scope))
-        except BaseException:
-            await lease.release()  # No disconnect follows a failed connect.
-            raise
-        self.lease = lease
+
+        self.lease = await accept_with_lease(self, user, "observers", prepare=join)
+        if self.lease is None:
+            return
         await self.send_json(
             {"type": "observe.started", "instance": {"id": str(instance.id), "name": instance.name}}
         )

@@ -7,10 +7,11 @@ re-check every WS_AUTH_RECHECK_SECONDS, and one token opened any number."""
 from __future__ import annotations
 
 from accounts.usage import SessionLease
-from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.auth import authenticated_user
 from consumers.json_socket import JsonSocketConsumer
+from consumers.leases import accept_with_lease
 from realtime.channel_layer import NO_CHANNEL_LAYER
-from voice.protocol import CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED
+from voice.protocol import CLOSE_UNAUTHORIZED
 
 
 class PingConsumer(JsonSocketConsumer):
@@ -22,16 +23,9 @@ class PingConsumer(JsonSocketConsumer):
         if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        lease = SessionLease(user, "pings")  # A Redis outage lets it through (logged).
-        if not await lease.take():
-            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
+        self.lease = await accept_with_lease(self, user, "pings")
+        if self.lease is None:
             return
-        try:
-            await self.accept(subprotocol=accepted_subprotocol(self.scope))
-        except BaseException:
-            await lease.release()  # No disconnect follows a failed connect.
-            raise
-        self.lease = lease
         await self.send_json({"type": "hello", "user": user.get_username()})
 
     async def disconnect(self, code: int) -> None:

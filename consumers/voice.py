@@ -7,10 +7,11 @@ from __future__ import annotations
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.usage import SessionLease
-from consumers.auth import accepted_subprotocol, authenticated_user
+from consumers.auth import authenticated_user
 from consumers.dispatch import ReceiveWithoutThreadHop
+from consumers.leases import accept_with_lease
 from realtime.channel_layer import NO_CHANNEL_LAYER
-from voice.protocol import CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED
+from voice.protocol import CLOSE_UNAUTHORIZED
 from voice.session import VoiceSession
 
 
@@ -26,16 +27,9 @@ class VoiceConsumer(ReceiveWithoutThreadHop, AsyncWebsocketConsumer):
         if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        lease = SessionLease(user)
-        if not await lease.take():
-            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
+        self.lease = await accept_with_lease(self, user)
+        if self.lease is None:
             return
-        try:
-            await self.accept(subprotocol=accepted_subprotocol(self.scope))
-        except BaseException:
-            await lease.release()  # No disconnect follows a failed connect.
-            raise
-        self.lease = lease
         self.session = VoiceSession(
             user=user,
             send_text=lambda text: self.send(text_data=text),
