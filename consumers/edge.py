@@ -39,7 +39,7 @@ from django.conf import settings
 
 from realtime import close_codes, strict_json
 from realtime.sync_threads import socket_threads
-from realtime.text_safety import MAX_JSON_DEPTH, find_unsafe, json_depth_exceeds
+from realtime.text_safety import find_unsafe
 
 from .auth import EDGE_KEY, accepted_subprotocol, authenticated_user
 from .credential_watch import CredentialWatch, credential_watch
@@ -86,12 +86,10 @@ def frame_problem(text: str) -> dict[str, Any] | None:
             f"the limit is {limit}.",
             fatal=False,
         )
-    if json_depth_exceeds(text):
-        return error_frame(
-            "bad_json", f"JSON nests deeper than {MAX_JSON_DEPTH} levels.", fatal=False
-        )
     try:
-        message = strict_json.loads(text)
+        message = strict_json.loads(text)  # Measures the nesting before it parses.
+    except strict_json.JsonTooDeep as exc:
+        return error_frame("bad_json", exc.message, fatal=False)
     except ValueError:
         return None  # Not (strict) JSON: the consumer answers `bad_json` itself.
     found = find_unsafe(message)
